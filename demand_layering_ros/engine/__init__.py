@@ -1,2 +1,23 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""engine."""
+"""The demand-layered executor: layer store, direct-I/O reader, buffer pool, executor modes.
+
+Pure PyTorch and the OS; no ROS. Usable as a library on its own::
+
+    store = LayerStore.export(model, 'model.dls', (example,))
+    with empty_weights():
+        skeleton = build()            # same architecture, weights never materialised
+    dl = DemandLayeredModel(skeleton, store, mode='pipelined', budget_bytes=64 << 20)
+    out = dl(example)
+"""
+
+from .errors import (BudgetError, ConfigError, EngineError, InferenceAborted, StoreCorruptError,
+                     StoreError, StoreExistsError, StoreFormatError, StoreMismatchError)
+from .executor import Config, DemandLayeredModel, MODES
+from .skeleton import empty_weights
+from .store import LayerStore, Unit
+
+__all__ = [
+    'BudgetError', 'Config', 'ConfigError', 'DemandLayeredModel', 'EngineError',
+    'InferenceAborted', 'LayerStore', 'MODES', 'StoreCorruptError', 'StoreError',
+    'StoreExistsError', 'StoreFormatError', 'StoreMismatchError', 'Unit', 'empty_weights',
+]

@@ -1,0 +1,240 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""Export a module into a layer store: record the execution order, group tensors into units, write."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import json
+import os
+from pathlib import Path
+import struct
+import sys
+from typing import Any, Sequence
+import zlib
+
+import torch
+from tqdm import tqdm
+
+from .errors import StoreError, StoreExistsError
+from .page_cache import evict
+from .store import ALIGN, align_up, DTYPE_NAMES, FORMAT, PAD_PREFIX, TENSOR_ALIGN
+
+MERGE_BYTES = 1 << 20      # consecutive units are merged while the group stays below this
+TINY_BYTES = 64 << 10      # a unit this small always joins its predecessor's group
+
+
+@dataclass
+class _Group:
+    owners: list[str] = field(default_factory=list)
+    nbytes: int = 0
+    standalone: bool = False
+
+
+def owned_tensors(module: torch.nn.Module) -> list[tuple[str, str, torch.Tensor]]:
+    """(attr, kind, tensor) for the tensors a module owns directly (not through children)."""
+    out = [(n, 'parameter', p) for n, p in module._parameters.items() if p is not None]
+    out += [(n, 'buffer', b) for n, b in module._buffers.items() if b is not None]
+    return out
+
+
+def record_order(model: torch.nn.Module, example_inputs: Sequence[Any]
+                 ) -> list[tuple[str, tuple[str, ...]]]:
+    """Run one forward pass; return (owner module path, active owner paths) per owner entry."""
+    owners = {name: m for name, m in model.named_modules() if owned_tensors(m)}
+    events: list[tuple[str, tuple[str, ...]]] = []
+    stack: list[str] = []
+    handles = []
+
+    def pre(name: str):
+        def hook(_module, _args):
+            events.append((name, tuple(stack)))
+            stack.append(name)
+        return hook
+
+    def post(_module, _args, _out):
+        stack.pop()
+
+    for name, m in owners.items():
+        handles.append(m.register_forward_pre_hook(pre(name)))
+        handles.append(m.register_forward_hook(post, always_call=True))
+    try:
+        with torch.no_grad():
+            model(*example_inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return events
+
+
+def plan_units(model: torch.nn.Module, events: list[tuple[str, tuple[str, ...]]],
+               merge_bytes: int = MERGE_BYTES) -> tuple[list[list[str]], list[int],
+                                                         dict[int, list[int]]]:
+    """Group owner modules into units in first-use order; return (units, schedule, holds)."""
+    owners = {name: m for name, m in model.named_modules() if owned_tensors(m)}
+    # Modules that share a tensor (tied weights) must be one unit.
+    parent = {n: n for n in owners}
+
+    def find(n: str) -> str:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    first_owner: dict[int, str] = {}
+    for name, m in owners.items():
+        for _attr, _kind, t in owned_tensors(m):
+            other = first_owner.setdefault(id(t), name)
+            parent[find(name)] = find(other)
+
+    order: list[str] = []
+    seen: set[str] = set()
+    for name, _stack in events:
+        if name not in seen:
+            seen.add(name)
+            order.append(name)
+    order += [n for n in owners if n not in seen]  # never called in the traced pass
+    ancestors = {p for _n, stack in events for p in stack}
+
+    sizes = {n: sum(t.numel() * t.element_size() for _a, _k, t in owned_tensors(owners[n]))
+             for n in owners}
+    groups: list[_Group] = []
+    root_group: dict[str, int] = {}
+    for name in order:
+        root = find(name)
+        if root in root_group:  # tied to a module already placed
+            g = groups[root_group[root]]
+            g.owners.append(name)
+            continue
+        standalone = name in ancestors
+        last = groups[-1] if groups else None
+        joins = (last is not None and not last.standalone and not standalone
+                 and (sizes[name] <= TINY_BYTES or last.nbytes + sizes[name] <= merge_bytes))
+        if not joins:
+            groups.append(_Group(standalone=standalone))
+        g = groups[-1]
+        g.owners.append(name)
+        g.nbytes += sizes[name]
+        root_group[root] = len(groups) - 1
+
+    unit_of = {n: i for i, g in enumerate(groups) for n in g.owners}
+    schedule: list[int] = []
+    holds: dict[int, list[int]] = {}
+    for name, stack in events:
+        u = unit_of[name]
+        if schedule and schedule[-1] == u:
+            continue
+        held = sorted({unit_of[p] for p in stack} - {u})
+        if held:
+            holds[len(schedule)] = held
+        schedule.append(u)
+    return [g.owners for g in groups], schedule, holds
+
+
+def export_store(model: torch.nn.Module, path: str | os.PathLike[str],
+                 example_inputs: Sequence[Any], *, overwrite: bool = False,
+                 merge_bytes: int = MERGE_BYTES, progress: bool | None = None) -> Path:
+    """Write every parameter and buffer of ``model`` into a layer store at ``path``.
+
+    ``example_inputs`` are the positional arguments of one forward call; the pass records the order
+    in which modules use their tensors. The file is written to a temporary name and renamed, so a
+    failed export leaves nothing behind; an existing file is kept unless ``overwrite``.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise StoreExistsError(f'{path} exists; pass overwrite=True (--overwrite) to replace it')
+    model = model.eval()
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.device.type == 'meta':
+            raise StoreError(f'cannot export {name!r}: its weights were never materialised')
+    events = record_order(model, example_inputs)
+    units, schedule, holds = plan_units(model, events, merge_bytes)
+    modules = dict(model.named_modules())
+
+    header: dict[str, Any] = {}
+    table_units = []
+    tensors_by_unit: list[list[tuple[str, torch.Tensor]]] = []
+    cursor = 0
+    pad_id = 0
+    stored: dict[int, str] = {}
+    for index, owners in enumerate(units):
+        start = cursor
+        keys: list[str] = []
+        bindings = []
+        unit_tensors = []
+        for owner in owners:
+            for attr, kind, t in owned_tensors(modules[owner]):
+                key = stored.get(id(t))
+                if key is None:
+                    key = f'{owner}.{attr}' if owner else attr
+                    stored[id(t)] = key
+                    aligned = start + align_up(cursor - start, TENSOR_ALIGN)
+                    if aligned > cursor:
+                        header[f'{PAD_PREFIX}{pad_id}'] = _pad_entry(cursor, aligned)
+                        pad_id += 1
+                    nbytes = t.numel() * t.element_size()
+                    if t.dtype not in DTYPE_NAMES:
+                        raise StoreError(f'{key}: dtype {t.dtype} cannot be stored')
+                    header[key] = {'dtype': DTYPE_NAMES[t.dtype], 'shape': list(t.shape),
+                                   'data_offsets': [aligned, aligned + nbytes]}
+                    keys.append(key)
+                    unit_tensors.append((key, t))
+                    cursor = aligned + nbytes
+                bindings.append([owner, attr, kind, key])
+        end = start + max(align_up(cursor - start, ALIGN), ALIGN)
+        if end > cursor:
+            header[f'{PAD_PREFIX}{pad_id}'] = _pad_entry(cursor, end)
+            pad_id += 1
+        cursor = end
+        name = owners[0] if len(owners) == 1 else f'{owners[0]}+{len(owners) - 1}'
+        table_units.append({'name': name or '<root>', 'offset': start, 'nbytes': end - start,
+                            'crc32': 0, 'tensors': keys, 'bindings': bindings,
+                            'modules': owners})
+        tensors_by_unit.append(unit_tensors)
+
+    def encode(crcs: list[int], data_start: int) -> bytes:
+        units_meta = [dict(u, offset=u['offset'] + data_start, crc32=c)
+                      for u, c in zip(table_units, crcs)]
+        meta = {'format': FORMAT, 'model': type(model).__name__, 'units': units_meta,
+                'schedule': schedule, 'holds': {str(k): v for k, v in holds.items()}}
+        head = dict(header, __metadata__={'demand_layering': json.dumps(meta)})
+        return json.dumps(head, separators=(',', ':')).encode()
+
+    # The header holds offsets and checksums; fixed-width placeholders keep its length stable.
+    placeholder = [0xFFFFFFFF] * len(units)
+    probe = len(encode(placeholder, 10 ** 12))
+    data_start = align_up(8 + probe, ALIGN)
+    tmp = path.with_name(path.name + '.partial')
+    crcs = []
+    show = sys.stderr.isatty() if progress is None else progress
+    try:
+        with open(tmp, 'wb') as f:
+            f.write(b'\0' * data_start)
+            bar = tqdm(total=cursor, unit='B', unit_scale=True, desc=f'export {path.name}',
+                       disable=not show)
+            for meta, unit_tensors in zip(table_units, tensors_by_unit):
+                region = bytearray(meta['nbytes'])
+                for key, t in unit_tensors:
+                    lo, hi = header[key]['data_offsets']
+                    lo -= meta['offset']
+                    raw = t.detach().to('cpu').contiguous().reshape(-1).view(torch.uint8)
+                    region[lo:lo + (hi - header[key]['data_offsets'][0])] = raw.numpy().tobytes()
+                crcs.append(zlib.crc32(region))
+                f.write(region)
+                bar.update(len(region))
+            bar.close()
+            head = encode(crcs, data_start)
+            head += b' ' * (data_start - 8 - len(head))
+            f.seek(0)
+            f.write(struct.pack('<Q', len(head)) + head)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    evict(path)  # what was just written is not a cached copy the executor should count on
+    return path
+
+
+def _pad_entry(lo: int, hi: int) -> dict[str, Any]:
+    return {'dtype': 'U8', 'shape': [hi - lo], 'data_offsets': [lo, hi]}
