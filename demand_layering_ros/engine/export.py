@@ -105,7 +105,9 @@ def plan_units(model: torch.nn.Module, events: list[tuple[str, tuple[str, ...]]]
             g = groups[root_group[root]]
             g.owners.append(name)
             continue
-        standalone = name in ancestors
+        # parents that own tensors stay loaded while children run, and modules the traced pass
+        # never called are loaded only on demand: neither should drag neighbours along
+        standalone = name in ancestors or name not in seen
         last = groups[-1] if groups else None
         joins = (last is not None and not last.standalone and not standalone
                  and (sizes[name] <= TINY_BYTES or last.nbytes + sizes[name] <= merge_bytes))

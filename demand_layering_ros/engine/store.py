@@ -113,7 +113,9 @@ class LayerStore:
         path = Path(path)
         try:
             size = path.stat().st_size
-            with open(path, 'rb') as f:
+            with open(path, 'rb', buffering=0) as f:
+                # no readahead: the units are read with direct I/O and must not be cached
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
                 head = f.read(8)
                 if len(head) < 8:
                     raise StoreFormatError(f'{path}: too short to be a layer store ({size} bytes)')
@@ -121,6 +123,7 @@ class LayerStore:
                 if hlen > min(size - 8, 256 << 20):
                     raise StoreFormatError(f'{path}: header length {hlen} exceeds the file')
                 header = json.loads(f.read(hlen))
+                os.posix_fadvise(f.fileno(), 8 + hlen, 0, os.POSIX_FADV_DONTNEED)
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise StoreFormatError(f'{path}: unreadable header ({err})') from err
         data_start = 8 + hlen
