@@ -93,9 +93,9 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
                 t.copy_(torch.randn(t.shape, generator=g) * 0.1)
             elif t.dim() > 1:
                 fan_in = t[0].numel()
-                t.copy_(torch.randn(t.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+                t.copy_(torch.randn(t.shape, generator=g) * (1.0 / fan_in) ** 0.5)
             else:
-                t.copy_(torch.randn(t.shape, generator=g) * 0.1 + (1.0 if 'weight' in name else 0))
+                t.copy_(torch.randn(t.shape, generator=g) * 0.01 + (1.0 if 'weight' in name else 0))
     return model
 
 
