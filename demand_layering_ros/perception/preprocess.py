@@ -20,5 +20,6 @@ def to_input(rgb: np.ndarray, input_hw: tuple[int, int] | None = None
     if input_hw is not None and (h, w) != tuple(input_hw):
         rgb = cv2.resize(rgb, (input_hw[1], input_hw[0]), interpolation=cv2.INTER_LINEAR)
         scale = (w / input_hw[1], h / input_hw[0])
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
+    rgb = rgb if rgb.flags.writeable and rgb.flags.c_contiguous else np.array(rgb)
+    tensor = torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
     return tensor, scale
