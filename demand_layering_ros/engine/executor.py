@@ -12,7 +12,7 @@ is counted against one budget that can change between two inferences.
 from __future__ import annotations
 
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 import os
 import threading
 import time

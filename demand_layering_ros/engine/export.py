@@ -1,5 +1,5 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""Export a module into a layer store: record the execution order, group tensors into units, write."""
+"""Export a module into a layer store: record the execution order, group into units, write."""
 
 from __future__ import annotations
 
@@ -66,9 +66,9 @@ def record_order(model: torch.nn.Module, example_inputs: Sequence[Any]
     return events
 
 
-def plan_units(model: torch.nn.Module, events: list[tuple[str, tuple[str, ...]]],
-               merge_bytes: int = MERGE_BYTES) -> tuple[list[list[str]], list[int],
-                                                         dict[int, list[int]]]:
+def plan_units(
+        model: torch.nn.Module, events: list[tuple[str, tuple[str, ...]]],
+        merge_bytes: int = MERGE_BYTES) -> tuple[list[list[str]], list[int], dict[int, list[int]]]:
     """Group owner modules into units in first-use order; return (units, schedule, holds)."""
     owners = {name: m for name, m in model.named_modules() if owned_tensors(m)}
     # Modules that share a tensor (tied weights) must be one unit.

@@ -1,9 +1,9 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """Reads units from the store with direct I/O into aligned buffers, on a small pool of threads.
 
-Direct I/O (O_DIRECT) bypasses the page cache, which would otherwise keep a second copy of the
-weights in the same DRAM. Where the filesystem refuses it (tmpfs, some overlays), reads fall back to
-buffered I/O and drop what they read from the page cache afterwards; ``direct_io`` says which.
+Direct I/O (O_DIRECT) bypasses the page cache, which would otherwise keep a second copy of
+the weights in the same DRAM. Where the filesystem refuses it (tmpfs, some overlays), reads
+fall back to buffered I/O and drop what they read from the page cache; ``direct_io`` says which.
 """
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ class LayerStore:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> 'LayerStore':
-        """Open and validate the header and unit table; raises StoreFormatError naming the fault."""
+        """Open and validate the header and unit table; StoreFormatError names the fault."""
         path = Path(path)
         try:
             size = path.stat().st_size
@@ -203,7 +203,8 @@ def _parse_unit(path: Path, index: int, raw: dict[str, Any], header: dict[str, A
             shape = tuple(int(s) for s in info['shape'])
             file_start = data_start + start
             if not offset <= file_start <= data_start + stop <= offset + nbytes:
-                raise StoreFormatError(f'{path}: tensor {key!r} lies outside unit {index} {name!r}')
+                raise StoreFormatError(
+                    f'{path}: tensor {key!r} lies outside unit {index} {name!r}')
             numel = 1
             for s in shape:
                 numel *= s
@@ -215,7 +216,8 @@ def _parse_unit(path: Path, index: int, raw: dict[str, Any], header: dict[str, A
     except StoreFormatError:
         raise
     except (KeyError, TypeError, ValueError) as err:
-        raise StoreFormatError(f'{path}: unit {index} {name!r}: bad table entry ({err!r})') from err
+        raise StoreFormatError(
+            f'{path}: unit {index} {name!r}: bad table entry ({err!r})') from err
     if offset % ALIGN or nbytes % ALIGN or nbytes <= 0:
         raise StoreFormatError(f'{path}: unit {index} {name!r} is not {ALIGN}-byte aligned')
     return Unit(index, name, offset, nbytes, int(raw['crc32']), tuple(tensors), bindings,

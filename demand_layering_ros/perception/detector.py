@@ -1,6 +1,9 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""A demand-layered detector: store (exported in a child process if missing), skeleton, executor,
-pre- and post-processing. Images in, plain detections out."""
+"""A demand-layered detector: images in, plain detections out.
+
+It ties the store (exported in a child process if missing), the skeleton, the executor and the
+pre- and post-processing together.
+"""
 
 from __future__ import annotations
 

@@ -95,7 +95,8 @@ def randomize_(model: nn.Module, seed: int = 0) -> nn.Module:
                 fan_in = t[0].numel()
                 t.copy_(torch.randn(t.shape, generator=g) * (1.0 / fan_in) ** 0.5)
             else:
-                t.copy_(torch.randn(t.shape, generator=g) * 0.01 + (1.0 if 'weight' in name else 0))
+                base = 1.0 if 'weight' in name else 0.0
+                t.copy_(torch.randn(t.shape, generator=g) * 0.01 + base)
     return model
 
 

@@ -31,8 +31,10 @@ class Deadline:
 
     def abort_check(self, policy: str, clock_ns: Callable[[], int],
                     remaining_ns: Callable[[], int]) -> Callable[[], bool] | None:
-        """The executor's abort callable for policy abort: cancel when the deadline can no
-        longer be met (now + predicted remaining time past it)."""
+        """Return the executor's abort callable for policy ``abort`` (None otherwise).
+
+        It cancels once the deadline can no longer be met: now + predicted remaining time past it.
+        """
         if policy != 'abort':
             return None
         return lambda: clock_ns() + remaining_ns() > self.deadline_ns

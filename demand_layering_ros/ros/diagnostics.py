@@ -1,5 +1,5 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""One DiagnosticStatus for the detector: rates, latency, drops, memory, and STALE when input stops."""
+"""One DiagnosticStatus for the detector: rates, latency, drops, memory; STALE without input."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""The node's parameters: descriptors with ranges, and validation that says why a value is refused."""
+"""The node's parameters: descriptors with ranges, and validation that says why it refuses."""
 
 from __future__ import annotations
 

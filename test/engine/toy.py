@@ -1,6 +1,9 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""A small model that exercises what detectors do: tied weights, a parent that owns a tensor
-around its children, a module used twice, buffers, and a data-dependent branch."""
+"""A small model that exercises what detectors do.
+
+Tied weights, a parent that owns a tensor around its children, a module used twice, buffers,
+and a data-dependent branch.
+"""
 
 import torch
 from torch import nn

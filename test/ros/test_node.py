@@ -1,5 +1,5 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""The node for real: headers, live budget changes, rejections, deadlines, bad frames, lifecycle."""
+"""The node for real: headers, live budget, rejections, deadlines, bad frames, lifecycle."""
 
 import subprocess
 import sys
