@@ -19,41 +19,54 @@ def cmd_export(args: argparse.Namespace) -> int:
     hw = tuple(args.input_size) if args.input_size else None
     model = build_model(args.model, args.weights, seed=args.seed)
     store = LayerStore.export(model, args.out, example_input(args.model, hw),
-                              overwrite=args.overwrite, progress=None)
+                              overwrite=args.overwrite, progress=None,
+                              slice_bytes=int(args.slice_mb * 2**20) or None)
     print(json.dumps({'store': str(store.path), 'model': args.model, 'units': len(store.units),
                       'total_bytes': store.total_bytes,
                       'largest_unit_bytes': store.largest_unit_bytes}))
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    """Run N inferences from a store in this process; one JSON line per frame, then stats."""
+def _open_model(args: argparse.Namespace, **config: object) -> tuple[object, tuple]:
+    """A DemandLayeredModel for ``args.model`` / ``args.store`` and its example input."""
     import torch
 
     from ..engine import DemandLayeredModel, LayerStore
     from ..perception.models import build_skeleton, example_input
     torch.set_num_threads(args.threads)
     store = LayerStore.open(args.store)
-    budget = int(args.budget_mb * 2**20) if args.budget_mb else None
-    if args.budget_x_largest:
-        budget = int(args.budget_x_largest * store.largest_unit_bytes)
-    dl = DemandLayeredModel(build_skeleton(args.model), store, mode=args.mode,
-                            budget_bytes=budget, device=args.device)
+    dl = DemandLayeredModel(build_skeleton(args.model), store, device=args.device, **config)
     hw = tuple(args.input_size) if args.input_size else None
     x = example_input(args.model, hw, seed=1)
     if args.device != 'cpu':
         x = tuple([t.to(args.device) for t in a] if isinstance(a, list) else a.to(args.device)
                   for a in x)
-    for i in range(args.frames):
+    return dl, x
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run N inferences from a store in this process; one JSON line per frame, then stats."""
+    import torch
+
+    from ..engine import LayerStore
+    store = LayerStore.open(args.store)
+    budget = int(args.budget_mb * 2**20) if args.budget_mb else args.budget_bytes
+    if args.budget_x_largest:
+        budget = int(args.budget_x_largest * store.largest_unit_bytes)
+    resident = [int(i) for i in args.resident.split(',') if i] if args.resident else ()
+    dl, x = _open_model(args, mode=args.mode, budget_bytes=budget, resident=resident)
+    for i in range(args.warmup + args.frames):
         t0 = time.perf_counter()
         dl(*x)
         if args.device.startswith('cuda'):
             torch.cuda.synchronize()
         ms = (time.perf_counter() - t0) * 1e3
+        warm = i < args.warmup
         if args.json:
-            print(json.dumps({'frame': i, 'latency_ms': round(ms, 3)}), flush=True)
+            print(json.dumps({'frame': i, 'warmup': warm, 'latency_ms': round(ms, 3)}),
+                  flush=True)
         else:
-            print(f'frame {i}: {ms:.1f} ms', flush=True)
+            print(f'frame {i}{" (warm-up)" if warm else ""}: {ms:.1f} ms', flush=True)
     stats = dl.stats()
     stats['rss_peak_bytes'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     dl.close()
@@ -61,10 +74,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    """Measure (or reuse) the store's profile on this machine; print a summary as JSON."""
+    from ..engine import profile
+    dl, x = _open_model(args, mode='sequential')
+    prof = profile.load(dl, x) if not args.force else None
+    reused = prof is not None
+    if prof is None:
+        prof = profile.measure(dl, x, runs=args.runs)
+        prof.save(dl.store.path)
+    dl.close()
+    p = prof.pipeline
+    print(json.dumps({'profile': str(prof.key.filename(dl.store.path)), 'reused': reused,
+                      'units': len(p.nbytes), 'visits': len(p.visits),
+                      'compute_ms': p.compute_total_s * 1e3, 'read_ms': sum(p.read_s) * 1e3,
+                      'read_bandwidth_bps': prof.read_bandwidth_bps}))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Replay the bundled camera stream through the node (see demo.py)."""
     from .demo import run_demo
     return run_demo(args)
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--model', required=True)
+    p.add_argument('--store', required=True)
+    p.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'))
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--threads', type=int, default=2)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,21 +118,32 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--seed', type=int, default=0)
     e.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'))
     e.add_argument('--overwrite', action='store_true')
+    e.add_argument('--slice-mb', type=float, default=2.0, help='split Linear/Conv2d weights '
+                   'larger than this into output slices (0: never)')
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser('run', help='run N inferences from a store and print latency and stats')
-    r.add_argument('--model', required=True)
-    r.add_argument('--store', required=True)
+    _model_args(r)
     r.add_argument('--mode', default='pipelined', choices=['preload', 'sequential', 'pipelined'])
     r.add_argument('--budget-mb', type=float)
+    r.add_argument('--budget-bytes', type=int)
     r.add_argument('--budget-x-largest', type=float, help='budget as a multiple of the largest '
                    'unit')
+    r.add_argument('--resident', help='comma-separated unit indices to keep resident')
     r.add_argument('--frames', type=int, default=10)
-    r.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'))
-    r.add_argument('--device', default='cpu')
-    r.add_argument('--threads', type=int, default=2)
+    r.add_argument('--warmup', type=int, default=0)
     r.add_argument('--json', action='store_true')
     r.set_defaults(func=cmd_run)
+
+    pr = sub.add_parser('profile', help='measure read and compute times of a store (JSON next '
+                        'to it)')
+    _model_args(pr)
+    pr.add_argument('--runs', type=int, default=3)
+    pr.add_argument('--force', action='store_true', help='measure even if a valid one exists')
+    pr.set_defaults(func=cmd_profile)
+
+    from .bench import add_parser as add_bench
+    add_bench(sub)
 
     d = sub.add_parser('demo', help='replay the bundled camera stream through the node')
     d.add_argument('--model', default='fasterrcnn_mobilenet_v3_large_320_fpn')
@@ -111,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         code = int(args.func(args))
-        if args.command == 'run':
+        if args.command in ('run', 'profile'):
             # Skip interpreter teardown: unloading torch's CUDA libraries pages in ~190 MB of
             # library code at exit, which would otherwise dominate the process's peak RSS.
             sys.stdout.flush()

@@ -24,6 +24,8 @@ from torch import nn
 from .buffers import BufferPool, Lease
 from .errors import BudgetError, ConfigError, EngineError, InferenceAborted, StoreMismatchError
 from .reader import UnitReader
+from .simulate import min_budget
+from . import slicing
 from .store import LayerStore, Unit
 
 MODES = ('preload', 'sequential', 'pipelined')
@@ -44,7 +46,7 @@ class _Slot:
     """A unit in memory (or on its way): its lease, its read, who still needs it."""
 
     __slots__ = ('unit', 'lease', 'future', 'refs', 'active', 'bound', 'device_tensor',
-                 'resident', 'event')
+                 'resident', 'event', 'views')
 
     def __init__(self, unit: Unit, lease: Lease | None) -> None:
         self.unit = unit
@@ -56,6 +58,7 @@ class _Slot:
         self.resident = False
         self.device_tensor: torch.Tensor | None = None
         self.event: Any = None
+        self.views: dict[str, torch.Tensor] | None = None  # a slice unit's weight and bias
 
 
 @dataclass
@@ -65,6 +68,19 @@ class _Run:
     submitted: int = 0    # visits [pos, submitted) have their unit loaded or on its way
     current: int | None = None
     extra: list[int] = field(default_factory=list)
+    # per visit: (unit, time entered, time its weights were ready, its read's seconds or 0)
+    trace: list[tuple[int, float, float, float]] | None = None
+
+
+class _ForwardOverride:
+    """Replaces one module's forward; ``remove()`` restores it (like a hook handle)."""
+
+    def __init__(self, module: nn.Module, forward: Callable[..., Any]) -> None:
+        self.module = module
+        module.forward = forward  # type: ignore[method-assign]
+
+    def remove(self) -> None:
+        self.module.__dict__.pop('forward', None)
 
 
 class DemandLayeredModel:
@@ -84,6 +100,7 @@ class DemandLayeredModel:
             raise ConfigError(f'verify {verify!r}: one of {VERIFY}')
         self.verify = verify
         self._targets = self._match_skeleton()
+        self._held_units = frozenset(i for h in self.store.holds.values() for i in h)
         self._reader = UnitReader(self.store.path, threads=reader_threads, direct=direct_io)
         self._pool = BufferPool(0)
         self._slots: dict[int, _Slot] = {}
@@ -116,21 +133,8 @@ class DemandLayeredModel:
 
     def min_budget(self, mode: str, resident: Iterable[int] = ()) -> int:
         """The least budget ``mode`` accepts with the given resident units."""
-        units = self.store.units
-        res = set(resident)
-        if mode == 'preload':
-            return self.store.total_bytes
-        res_bytes = sum(units[i].nbytes for i in res)
-        need = 0
-        visits = list(self.store.visits())
-        for k, (u, holds) in enumerate(visits):
-            together = {u, *holds}
-            if mode == 'pipelined' and k + 1 < len(visits):
-                together.add(visits[k + 1][0])
-            need = max(need, sum(units[i].nbytes for i in together - res))
-        if self.device.type == 'cuda':  # host staging for the unit being copied
-            need += max((units[i].nbytes for i in set(range(len(units))) - res), default=0)
-        return min(res_bytes + need, self.store.total_bytes)
+        return min_budget([u.nbytes for u in self.store.units], list(self.store.visits()), mode,
+                          resident, staging=self.device.type == 'cuda')
 
     def validate(self, *, mode: str | None = None, budget_bytes: int | None = None,
                  resident: Iterable[int | str] | None = None,
@@ -227,16 +231,29 @@ class DemandLayeredModel:
         for h in self._hooks:
             h.remove()
 
+    @property
+    def progress(self) -> int:
+        """Visits of the recorded schedule entered so far by the running inference (0 if idle)."""
+        run = self._run
+        return run.pos if run is not None else 0
+
     # -- inference ----------------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the model's forward, like the original module."""
         return self.infer(*args, **kwargs)
 
-    def infer(self, *args: Any, abort: Callable[[], bool] | None = None, **kwargs: Any) -> Any:
-        """Run one forward pass; ``abort`` is checked between units (InferenceAborted)."""
+    def infer(self, *args: Any, abort: Callable[[], bool] | None = None,
+              trace: list[tuple[int, float, float, float]] | None = None,
+              **kwargs: Any) -> Any:
+        """Run one forward pass; ``abort`` is checked between units (InferenceAborted).
+
+        With a ``trace`` list, each unit visit appends (unit, time it was entered, time its
+        weights were ready, seconds its read took or 0 when it was already loaded), times in
+        ``time.perf_counter`` seconds: profiles are made from these.
+        """
         with self._infer_lock:
             self._apply_pending()
-            run = self._run = _Run(abort)
+            run = self._run = _Run(abort, trace=trace)
             try:
                 self._fill(run, None)
                 with torch.no_grad():
@@ -310,14 +327,17 @@ class DemandLayeredModel:
                 self._device_bytes += unit.nbytes
                 self._device_peak = max(self._device_peak, self._device_bytes + self._pool.mapped)
             return lease
-        return self._pool.reserve(unit.nbytes)
+        # parents held while children stream get exact-size buffers, so the minimum budget
+        # (computed from exact sizes) always leaves room for the unit being entered
+        return self._pool.reserve(unit.nbytes, exact=unit.index in self._held_units)
 
     def _load(self, slot: _Slot) -> float:
-        """Reader thread: read (and on CUDA copy) one unit."""
+        """Reader thread: read (and on CUDA copy) one unit; return the seconds it took."""
+        t0 = time.perf_counter()
         unit, lease = slot.unit, slot.lease
         assert lease is not None
         buf = lease.buffer()
-        seconds = self._reader.read_into(unit, buf)
+        self._reader.read_into(unit, buf)
         if self.verify == 'full' or (self.verify == 'once' and unit.index not in self._verified):
             view = buf.memoryview(unit.nbytes)
             try:
@@ -336,7 +356,7 @@ class DemandLayeredModel:
             slot.device_tensor, slot.event = dev, event
             slot.lease = None
             self._pool.give_back(lease)
-        return seconds
+        return time.perf_counter() - t0  # the whole load: map, read, check, copy
 
     def _wait(self, slot: _Slot) -> None:
         if slot.future is not None:
@@ -358,6 +378,10 @@ class DemandLayeredModel:
             assert slot.lease is not None
             region = slot.lease.buffer().tensor
         views = self.store.tensors_of(slot.unit, region)
+        if slot.unit.slice is not None:
+            slot.views = {b.attr: views[b.key] for b in slot.unit.bindings}
+            slot.bound = True
+            return
         for container, attr, key, _placeholder in self._targets[slot.unit.index]:
             t = views[key]
             container[attr] = nn.Parameter(t, requires_grad=False) \
@@ -376,6 +400,7 @@ class DemandLayeredModel:
         for container, attr, _key, placeholder in self._targets[u]:
             container[attr] = placeholder
         slot.bound = False
+        slot.views = None
         if slot.device_tensor is not None:
             slot.device_tensor.record_stream(torch.cuda.current_stream(self.device))
             slot.device_tensor = None
@@ -396,15 +421,52 @@ class DemandLayeredModel:
 
     # -- hooks ------------------------------------------------------------------------------------
     def _install_hooks(self) -> list[Any]:
-        handles = []
+        handles: list[Any] = []
         modules = dict(self.skeleton.named_modules())
+        sliced: dict[str, list[Unit]] = {}
         for unit in self.store.units:
+            if unit.slice is not None:
+                sliced.setdefault(unit.slice[0], []).append(unit)
             for path in unit.modules:
                 m = modules[path]
                 handles.append(m.register_forward_pre_hook(self._pre_hook(unit.index)))
                 handles.append(m.register_forward_hook(self._post_hook(unit.index),
                                                        always_call=True))
+        for path, units in sliced.items():
+            units.sort(key=lambda u: u.slice[1])
+            rows = modules[path]._parameters['weight'].shape[0]
+            edges = [(u.slice[1], u.slice[2]) for u in units]
+            if [lo for lo, _ in edges] != [0] + [hi for _, hi in edges[:-1]] \
+                    or edges[-1][1] != rows:
+                raise StoreMismatchError(f'{self.store.path.name}: the slices of {path!r} do '
+                                         f'not cover its {rows} output rows: {edges}')
+            handles.append(_ForwardOverride(modules[path], self._sliced_forward(
+                modules[path], units)))
         return handles
+
+    def _sliced_forward(self, module: nn.Module, units: list[Unit]) -> Callable[..., Any]:
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            run = self._run
+            if run is None:
+                raise EngineError('the skeleton ran outside DemandLayeredModel: call the wrapper')
+            shape, dim = slicing.output_shape(module, x)
+            out = x.new_empty(shape)
+            for unit in units:
+                u = unit.index
+                self._enter(run, u)
+                slot = self._slots[u]
+                slot.active += 1
+                try:
+                    assert slot.views is not None and unit.slice is not None
+                    _, lo, hi = unit.slice
+                    out.narrow(dim, lo, hi - lo).copy_(slicing.forward_slice(
+                        module, x, slot.views['weight'], slot.views.get('bias')))
+                finally:
+                    slot.active -= 1
+                    if slot.active <= 0 and slot.refs <= 0 and not slot.resident:
+                        self._release(u)
+            return out
+        return forward
 
     def _pre_hook(self, u: int) -> Callable[..., None]:
         def hook(_module: nn.Module, _args: Any) -> None:
@@ -429,6 +491,7 @@ class DemandLayeredModel:
     def _enter(self, run: _Run, u: int) -> None:
         if u == run.current:
             return
+        arrived = time.perf_counter() if run.trace is not None else 0.0
         if run.abort is not None and run.abort():
             raise InferenceAborted(f'aborted before unit {self.store.units[u].name!r}')
         if run.current is not None:
@@ -453,7 +516,12 @@ class DemandLayeredModel:
         else:
             self._on_demand(run, u)
         run.current = u
-        self._wait(self._slots[u])
+        slot = self._slots[u]
+        future = slot.future
+        self._wait(slot)
+        if run.trace is not None:
+            run.trace.append((u, arrived, time.perf_counter(),
+                              future.result() if future is not None else 0.0))
 
     def _on_demand(self, run: _Run, u: int) -> None:
         self._counters['on_demand_loads'] += 1
@@ -483,6 +551,10 @@ class DemandLayeredModel:
             bound = targets.setdefault(unit.index, [])
             for b in unit.bindings:
                 module = modules.get(b.module)
+                if b.kind == 'slice' and module is not None and unit.slice is not None:
+                    self._check_slice(unit, b, module, entries.get(b.key))
+                    covered.add((b.module, b.attr))
+                    continue
                 if module is None:
                     raise StoreMismatchError(
                         f'{self.store.path.name}: unit {unit.name!r} binds module {b.module!r}, '
@@ -509,6 +581,19 @@ class DemandLayeredModel:
             raise StoreMismatchError(f'{self.store.path.name}: {len(missing)} tensors of {model} '
                                      f'are not in the store (first: {missing[:3]})')
         return targets
+
+    def _check_slice(self, unit: Unit, b: Any, module: nn.Module, entry: Any) -> None:
+        model = type(self.skeleton).__name__
+        full = module._parameters.get(b.attr)
+        assert unit.slice is not None
+        _, lo, hi = unit.slice
+        if full is None or entry is None or type(module) not in (nn.Linear, nn.Conv2d):
+            raise StoreMismatchError(f'{self.store.path.name}: slice unit {unit.name!r} does '
+                                     f'not match a Linear/Conv2d {b.attr} of {model}')
+        want = (hi - lo, *full.shape[1:])
+        if entry.shape != want or entry.dtype != full.dtype or hi > full.shape[0]:
+            raise StoreMismatchError(f'{self.store.path.name}: slice unit {unit.name!r}: '
+                                     f'{b.key} is {list(entry.shape)}, expected {list(want)}')
 
     # -- observation ----------------------------------------------------------------------------
     def weight_bytes(self) -> int:

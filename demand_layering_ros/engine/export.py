@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from .errors import StoreError, StoreExistsError
 from .page_cache import evict
+from .slicing import slice_rows, sliceable
 from .store import ALIGN, align_up, DTYPE_NAMES, FORMAT, PAD_PREFIX, TENSOR_ALIGN
 
 MERGE_BYTES = 1 << 20      # consecutive units are merged while the group stays below this
@@ -28,6 +29,7 @@ class _Group:
     owners: list[str] = field(default_factory=list)
     nbytes: int = 0
     standalone: bool = False
+    rows: tuple[int, int] | None = None  # an output slice of its one owner
 
 
 def owned_tensors(module: torch.nn.Module) -> list[tuple[str, str, torch.Tensor]]:
@@ -68,8 +70,13 @@ def record_order(model: torch.nn.Module, example_inputs: Sequence[Any]
 
 def plan_units(
         model: torch.nn.Module, events: list[tuple[str, tuple[str, ...]]],
-        merge_bytes: int = MERGE_BYTES) -> tuple[list[list[str]], list[int], dict[int, list[int]]]:
-    """Group owner modules into units in first-use order; return (units, schedule, holds)."""
+        merge_bytes: int = MERGE_BYTES, slice_bytes: int | None = None
+) -> tuple[list[tuple[list[str], tuple[int, int] | None]], list[int], dict[int, list[int]]]:
+    """Group owner modules into units in first-use order; return (units, schedule, holds).
+
+    Each unit is (owner module paths, output rows or None). With ``slice_bytes``, a large plain
+    Linear / Conv2d becomes one unit per slice of about that many bytes (see slicing.py).
+    """
     owners = {name: m for name, m in model.named_modules() if owned_tensors(m)}
     # Modules that share a tensor (tied weights) must be one unit.
     parent = {n: n for n in owners}
@@ -97,13 +104,23 @@ def plan_units(
 
     sizes = {n: sum(t.numel() * t.element_size() for _a, _k, t in owned_tensors(owners[n]))
              for n in owners}
+    tied = {find(n) for n in owners if find(n) != n}
     groups: list[_Group] = []
     root_group: dict[str, int] = {}
+    sliced: dict[str, list[int]] = {}
     for name in order:
         root = find(name)
         if root in root_group:  # tied to a module already placed
             g = groups[root_group[root]]
             g.owners.append(name)
+            continue
+        if (slice_bytes and name in seen and name not in ancestors and root not in tied
+                and sizes[name] > slice_bytes and sliceable(owners[name], slice_bytes)):
+            sliced[name] = []
+            for rows in slice_rows(owners[name], slice_bytes):
+                sliced[name].append(len(groups))
+                groups.append(_Group([name], 0, True, rows))
+            root_group[root] = sliced[name][0]
             continue
         # parents that own tensors stay loaded while children run, and modules the traced pass
         # never called are loaded only on demand: neither should drag neighbours along
@@ -118,28 +135,31 @@ def plan_units(
         g.nbytes += sizes[name]
         root_group[root] = len(groups) - 1
 
-    unit_of = {n: i for i, g in enumerate(groups) for n in g.owners}
+    unit_of = {n: i for i, g in enumerate(groups) for n in g.owners if n not in sliced}
     schedule: list[int] = []
     holds: dict[int, list[int]] = {}
     for name, stack in events:
-        u = unit_of[name]
-        if schedule and schedule[-1] == u:
-            continue
-        held = sorted({unit_of[p] for p in stack} - {u})
-        if held:
-            holds[len(schedule)] = held
-        schedule.append(u)
-    return [g.owners for g in groups], schedule, holds
+        held_set = {unit_of[p] for p in stack}
+        for u in sliced.get(name, [unit_of.get(name)]):
+            if schedule and schedule[-1] == u:
+                continue
+            held = sorted(held_set - {u})
+            if held:
+                holds[len(schedule)] = held
+            schedule.append(u)
+    return [(g.owners, g.rows) for g in groups], schedule, holds
 
 
 def export_store(model: torch.nn.Module, path: str | os.PathLike[str],
                  example_inputs: Sequence[Any], *, overwrite: bool = False,
-                 merge_bytes: int = MERGE_BYTES, progress: bool | None = None) -> Path:
+                 merge_bytes: int = MERGE_BYTES, slice_bytes: int | None = None,
+                 progress: bool | None = None) -> Path:
     """Write every parameter and buffer of ``model`` into a layer store at ``path``.
 
     ``example_inputs`` are the positional arguments of one forward call; the pass records the order
     in which modules use their tensors. The file is written to a temporary name and renamed, so a
     failed export leaves nothing behind; an existing file is kept unless ``overwrite``.
+    ``slice_bytes`` splits large Linear / Conv2d weights into output slices of about that size.
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -149,7 +169,7 @@ def export_store(model: torch.nn.Module, path: str | os.PathLike[str],
         if t.device.type == 'meta':
             raise StoreError(f'cannot export {name!r}: its weights were never materialised')
     events = record_order(model, example_inputs)
-    units, schedule, holds = plan_units(model, events, merge_bytes)
+    units, schedule, holds = plan_units(model, events, merge_bytes, slice_bytes)
     modules = dict(model.named_modules())
 
     header: dict[str, Any] = {}
@@ -158,17 +178,23 @@ def export_store(model: torch.nn.Module, path: str | os.PathLike[str],
     cursor = 0
     pad_id = 0
     stored: dict[int, str] = {}
-    for index, owners in enumerate(units):
+    for index, (owners, rows) in enumerate(units):
         start = cursor
         keys: list[str] = []
         bindings = []
         unit_tensors = []
         for owner in owners:
             for attr, kind, t in owned_tensors(modules[owner]):
-                key = stored.get(id(t))
+                key = stored.get(id(t)) if rows is None else None
+                if rows is not None:
+                    t = t[rows[0]:rows[1]]
+                    kind = 'slice'
                 if key is None:
                     key = f'{owner}.{attr}' if owner else attr
-                    stored[id(t)] = key
+                    if rows is not None:
+                        key += f'[{rows[0]}:{rows[1]}]'
+                    else:
+                        stored[id(t)] = key
                     aligned = start + align_up(cursor - start, TENSOR_ALIGN)
                     if aligned > cursor:
                         header[f'{PAD_PREFIX}{pad_id}'] = _pad_entry(cursor, aligned)
@@ -188,9 +214,12 @@ def export_store(model: torch.nn.Module, path: str | os.PathLike[str],
             pad_id += 1
         cursor = end
         name = owners[0] if len(owners) == 1 else f'{owners[0]}+{len(owners) - 1}'
-        table_units.append({'name': name or '<root>', 'offset': start, 'nbytes': end - start,
-                            'crc32': 0, 'tensors': keys, 'bindings': bindings,
-                            'modules': owners})
+        entry = {'name': name or '<root>', 'offset': start, 'nbytes': end - start,
+                 'crc32': 0, 'tensors': keys, 'bindings': bindings, 'modules': owners}
+        if rows is not None:  # no hooks: the executor computes the module slice by slice
+            entry.update(name=f'{name}[{rows[0]}:{rows[1]}]', modules=[],
+                         slice=[owners[0], rows[0], rows[1]])
+        table_units.append(entry)
         tensors_by_unit.append(unit_tensors)
 
     def encode(crcs: list[int], data_start: int) -> bytes:

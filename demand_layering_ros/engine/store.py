@@ -78,6 +78,9 @@ class Unit:
     tensors: tuple[TensorEntry, ...]
     bindings: tuple[Binding, ...]
     modules: tuple[str, ...]
+    # (module path, first output row, end row) when the unit is one output slice of a large
+    # Linear / Conv2d that is computed slice by slice (see slicing.py)
+    slice: tuple[str, int, int] | None = None
 
     @property
     def payload_bytes(self) -> int:
@@ -220,5 +223,13 @@ def _parse_unit(path: Path, index: int, raw: dict[str, Any], header: dict[str, A
             f'{path}: unit {index} {name!r}: bad table entry ({err!r})') from err
     if offset % ALIGN or nbytes % ALIGN or nbytes <= 0:
         raise StoreFormatError(f'{path}: unit {index} {name!r} is not {ALIGN}-byte aligned')
+    sl = raw.get('slice')
+    if sl is not None:
+        try:
+            sl = (str(sl[0]), int(sl[1]), int(sl[2]))
+        except (IndexError, TypeError, ValueError) as err:
+            raise StoreFormatError(f'{path}: unit {index} {name!r}: bad slice {sl!r}') from err
+        if not 0 <= sl[1] < sl[2]:
+            raise StoreFormatError(f'{path}: unit {index} {name!r}: empty slice {sl!r}')
     return Unit(index, name, offset, nbytes, int(raw['crc32']), tuple(tensors), bindings,
-                tuple(raw.get('modules', ())))
+                tuple(raw.get('modules', ())), sl)

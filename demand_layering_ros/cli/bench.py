@@ -1,0 +1,195 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""``demand-layering bench``: preload vs demand layering vs Accelerate disk offload, measured.
+
+Every configuration runs in a fresh process (``demand-layering run``) on a store evicted from the
+page cache (and read with direct I/O), so no run inherits another's memory or cached file pages.
+The planner's configurations come from the store's profile (measured in its own process). The
+direct-I/O bandwidth of the disk is measured alone, in the same run, by reading the whole store.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+CLASSIFIER_HW = (224, 224)
+DETECTOR_HW = (480, 640)
+DEFAULT_MODELS = ('resnet152', 'densenet201', 'ssd300_vgg16', 'retinanet_resnet50_fpn',
+                  'fasterrcnn_resnet50_fpn')
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``bench`` subcommand."""
+    b = sub.add_parser('bench', help='benchmark preload, demand layering and Accelerate offload')
+    b.add_argument('--model', action='append', dest='models', help='a registry model '
+                   '(repeatable); default: the five of the benchmark table')
+    b.add_argument('--models', nargs='+', dest='models_list')
+    b.add_argument('--json', required=True, help='where to write the results')
+    b.add_argument('--plot', help='PNG of the memory-delay curve with the measured points')
+    b.add_argument('--frames', type=int, default=10)
+    b.add_argument('--warmup', type=int, default=2)
+    b.add_argument('--slice-mb', type=float, default=2.0)
+    b.add_argument('--stores', default=os.path.expanduser('~/.cache/demand_layering_ros/bench'))
+    b.add_argument('--configs', nargs='+', default=None, help='subset of configurations')
+    b.add_argument('--device', default='cpu')
+    b.add_argument('--threads', type=int, default=2)
+    b.add_argument('--curve-points', type=int, default=3,
+                   help='extra measured points along the planner curve')
+    b.set_defaults(func=run_bench)
+
+
+def _cli(*argv: str, timeout: float = 1800) -> list[dict[str, Any]]:
+    """Run ``demand-layering ARGV`` in a fresh process; its JSON lines."""
+    cmd = [sys.executable, '-m', 'demand_layering_ros.cli.main', *argv]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{" ".join(argv[:3])} failed ({proc.returncode}): '
+                           f'{proc.stderr.strip()[-800:]}')
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{')]
+
+
+def direct_read_bandwidth(path: Path, chunk: int = 8 << 20) -> float:
+    """Bytes per second reading ``path`` start to end with O_DIRECT (no page cache)."""
+    import mmap
+    buf = mmap.mmap(-1, chunk)
+    fd = os.open(path, os.O_RDONLY | getattr(os, 'O_DIRECT', 0))
+    total = 0
+    try:
+        t0 = time.perf_counter()
+        while True:
+            n = os.preadv(fd, [buf], total)
+            total += n
+            if n < chunk:
+                break
+        dt = time.perf_counter() - t0
+    finally:
+        os.close(fd)
+        buf.close()
+    return total / dt
+
+
+def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    lat = sorted(r['latency_ms'] for r in rows if 'latency_ms' in r and not r.get('warmup'))
+    stats = next((r['stats'] for r in rows if 'stats' in r), {})
+    p90 = lat[min(len(lat) - 1, int(round(0.9 * (len(lat) - 1))))]
+    return {'latency_ms_p50': statistics.median(lat), 'latency_ms_p90': p90,
+            'latency_ms_all': lat, 'weight_bytes_peak': stats.get('weight_bytes_peak'),
+            'rss_peak_bytes': stats.get('rss_peak_bytes'), 'direct_io': stats.get('direct_io'),
+            'bytes_read_per_frame': (stats.get('bytes_read', 0) / max(1, stats.get(
+                'inferences', 1))), 'stall_ms_per_frame': stats.get('stall_seconds', 0) * 1e3
+            / max(1, stats.get('inferences', 1)), 'device': stats.get('device')}
+
+
+def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Every configuration of one model; one row each."""
+    from ..engine import page_cache, planner
+    from ..engine.profile import Profile
+    from ..perception.models import DETECTORS
+    hw = DETECTOR_HW if model in DETECTORS else CLASSIFIER_HW
+    size = [str(hw[0]), str(hw[1])]
+    stores = Path(args.stores)
+    stores.mkdir(parents=True, exist_ok=True)
+    store = stores / f'{model}-{hw[0]}x{hw[1]}-s{args.slice_mb:g}.dls'
+    common = ['--model', model, '--store', str(store), '--input-size', *size,
+              '--device', args.device, '--threads', str(args.threads)]
+    if not store.exists():
+        print(f'[bench] {model}: exporting {store.name}', file=sys.stderr, flush=True)
+        _cli('export', '--model', model, '--out', str(store), '--input-size', *size,
+             '--slice-mb', str(args.slice_mb))
+    info = _cli('profile', *common)[-1]
+    prof = Profile.from_json(json.loads(Path(info['profile']).read_text()))
+    pipe = prof.pipeline
+    page_cache.evict(store)
+    bandwidth = direct_read_bandwidth(store)
+    preload_pred = pipe.compute_total_s
+    seq_min, pipe_min = pipe.min_budget('sequential'), pipe.min_budget('pipelined')
+    plans: dict[str, planner.Plan] = {
+        'preload': planner.plan_for_budget(pipe, pipe.total_bytes),
+        'sequential_min': planner.plan_in_mode(pipe, 'sequential', seq_min),
+        'pipelined_min': planner.plan_in_mode(pipe, 'pipelined', pipe_min),
+    }
+    plans['near_zero'], _met = planner.plan_for_deadline(pipe, preload_pred * 1.01)
+    curve = planner.pareto_curve(pipe)
+    inner = [q for q in curve if q.mode == 'pipelined'
+             and plans['pipelined_min'].budget_bytes < q.budget_bytes
+             < plans['near_zero'].budget_bytes]
+    for i in range(min(args.curve_points, len(inner))):
+        q = inner[(i + 1) * len(inner) // (args.curve_points + 1)]
+        plans[f'curve_{i + 1}'] = q
+    wanted = args.configs or [*plans, 'accelerate_disk']
+    rows: list[dict[str, Any]] = []
+    for name in wanted:
+        if name == 'accelerate_disk':
+            continue
+        plan = plans[name]
+        print(f'[bench] {model}: {name} ({plan.mode}, {plan.budget_bytes / 2**20:.1f} MiB, '
+              f'{len(plan.resident)} resident)', file=sys.stderr, flush=True)
+        page_cache.evict(store)
+        out = _cli('run', *common, '--mode', plan.mode, '--budget-bytes', str(plan.budget_bytes),
+                   '--resident', ','.join(map(str, sorted(plan.resident))), '--frames',
+                   str(args.frames), '--warmup', str(args.warmup), '--json')
+        row = {'model': model, 'config': name, 'mode': plan.mode,
+               'budget_bytes': plan.budget_bytes, 'resident_units': len(plan.resident),
+               'resident_bytes': sum(pipe.nbytes[i] for i in plan.resident),
+               'predicted_latency_ms': plan.predicted_s * 1e3, 'input_hw': list(hw),
+               **_summarise(out)}
+        rows.append(row)
+    if 'accelerate_disk' in wanted:
+        print(f'[bench] {model}: accelerate_disk', file=sys.stderr, flush=True)
+        offload = stores / f'{model}-accelerate'
+        cmd = [sys.executable, '-m', 'demand_layering_ros.cli.accelerate_peer', '--model', model,
+               '--offload-dir', str(offload), '--input-size', *size, '--frames',
+               str(args.frames), '--warmup', str(args.warmup), '--threads', str(args.threads)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        if proc.returncode != 0:
+            raise RuntimeError(f'accelerate peer failed: {proc.stderr.strip()[-800:]}')
+        out = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith('{')]
+        rows.append({'model': model, 'config': 'accelerate_disk', 'mode': 'accelerate_disk',
+                     'predicted_latency_ms': None, 'input_hw': list(hw), **_summarise(out)})
+    base = next((r for r in rows if r['config'] == 'preload'), None)
+    total = pipe.total_bytes
+    for r in rows:
+        r['model_bytes'] = total
+        if base:
+            r['reduction_pct'] = 100 * (1 - (r['weight_bytes_peak'] or 0) / total)
+            r['overhead_pct'] = 100 * (r['latency_ms_p50'] / base['latency_ms_p50'] - 1)
+            streamed = r.get('bytes_read_per_frame') or 0
+            floor = max(base['latency_ms_p50'], streamed / bandwidth * 1e3)
+            r['floor_ms'] = floor
+            r['efficiency'] = floor / r['latency_ms_p50']
+        if r.get('predicted_latency_ms'):
+            r['prediction_error_pct'] = 100 * (r['predicted_latency_ms'] / r['latency_ms_p50'] - 1)
+    rows.append({'model': model, 'config': 'disk', 'direct_read_bandwidth_bps': bandwidth,
+                 'profile_read_bandwidth_bps': prof.read_bandwidth_bps,
+                 'profile_compute_ms': pipe.compute_total_s * 1e3,
+                 'analytic_resident_bytes': planner.analytic_resident_bytes(pipe, bandwidth),
+                 'curve': [q.to_json() for q in curve]})
+    return rows
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    """Run every model; write the JSON (and the plot) after each model, so partial runs count."""
+    models = (args.models or []) + (args.models_list or []) or list(DEFAULT_MODELS)
+    out = Path(args.json)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for model in models:
+        rows += bench_model(model, args)
+        out.write_text(json.dumps(rows, indent=1))
+        if args.plot:
+            from .bench_plot import plot
+            plot(rows, Path(args.plot))
+    for r in rows:
+        if r['config'] != 'disk':
+            print(json.dumps({k: r.get(k) for k in (
+                'model', 'config', 'weight_bytes_peak', 'rss_peak_bytes', 'latency_ms_p50',
+                'latency_ms_p90', 'predicted_latency_ms', 'reduction_pct', 'overhead_pct',
+                'efficiency')}))
+    return 0
