@@ -7,7 +7,7 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export FASTDDS_BUILTIN_TRANSPORTS ?= SHM
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: help setup demo test lint bench clean
+.PHONY: help setup demo test lint bench golden clean
 
 help:  ## list targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-7s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ lint: setup  ## only the ROS linters (flake8, pep257, copyright)
 
 bench: setup  ## memory-delay benchmark (long): JSON, plot and table under bench/
 	@$(ENV) demand-layering bench --json bench/results.json --plot bench/curve.png
+
+golden: setup  ## regenerate the golden replay detections (after an intended change of results)
+	@$(ENV) DL_REGENERATE_GOLDEN=1 python -m pytest test/ros/test_replay.py -k golden -p no:cacheprovider
 
 clean:  ## remove build outputs (keeps .venv)
 	rm -rf build install log

@@ -144,11 +144,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .bench import add_parser as add_bench
     add_bench(sub)
+    from .bag import add_parser as add_bag
+    add_bag(sub)
 
     d = sub.add_parser('demo', help='replay the bundled camera stream through the node')
     d.add_argument('--model', default='fasterrcnn_mobilenet_v3_large_320_fpn')
     d.add_argument('--weights', default='none')
-    d.add_argument('--frames', type=int, default=60)
+    d.add_argument('--frames', type=int, default=90, help='frames when writing the camera bag')
+    d.add_argument('--bag', help='camera bag to replay (default: the bundled stream)')
+    d.add_argument('--rate', type=float, default=1.0)
+    d.add_argument('--deadline-ms', type=float, default=1000.0)
     d.add_argument('--budget-mb', type=float, default=0.0, help='0: the pipelined minimum')
     d.add_argument('--out', default='demo_out')
     d.add_argument('--timeout', type=float, default=600)
@@ -173,7 +178,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - one readable line for people, not a traceback
         from ..engine import EngineError
         from ..perception import PerceptionError
-        if isinstance(err, (EngineError, PerceptionError, FileNotFoundError)):
+        if isinstance(err, (EngineError, PerceptionError, FileNotFoundError, FileExistsError,
+                            ValueError)):
             print(f'demand-layering {args.command}: {err}', file=sys.stderr)
             return 2
         raise

@@ -79,9 +79,10 @@ def plan_for_budget(p: Pipeline, budget: int) -> Plan:
 
 
 def plan_for_deadline(p: Pipeline, target_s: float, max_budget: int | None = None,
-                      resolution: int = 1 << 16) -> tuple[Plan, bool]:
+                      resolution: int | None = None) -> tuple[Plan, bool]:
     """The least budget whose plan's predicted delay is at most ``target_s``.
 
+    The budget is searched to within ``resolution`` bytes (default 1/512 of the range).
     Returns (plan, met). When no budget up to ``max_budget`` meets the target, the plan at
     ``max_budget`` (the fastest allowed) is returned with met False.
     """
@@ -93,7 +94,8 @@ def plan_for_deadline(p: Pipeline, target_s: float, max_budget: int | None = Non
     low_plan = plan_for_budget(p, lo)
     if low_plan.predicted_s <= target_s:
         return low_plan, True
-    while hi - lo > resolution:  # invariant: plan(hi) meets the target, plan(lo) does not
+    step = resolution or max(1, (hi - lo) // 512)
+    while hi - lo > step:  # invariant: plan(hi) meets the target, plan(lo) does not
         mid = (lo + hi) // 2
         plan = plan_for_budget(p, mid)
         if plan.predicted_s <= target_s:

@@ -16,9 +16,10 @@ from typing import Any, Callable
 import numpy as np
 
 from ..engine import DemandLayeredModel, LayerStore
+from ..engine.profile import load_or_measure, Profile
 from .detections import Detection, to_detections
 from .errors import ModelError
-from .models import build_skeleton, spec
+from .models import build_skeleton, example_input, spec
 from .preprocess import to_input
 
 
@@ -74,6 +75,12 @@ class Detector:
         return to_detections(out, self.categories, score_threshold=score_threshold,
                              max_detections=max_detections, class_filter=class_filter,
                              scale=scale)
+
+    def profile(self, runs: int = 2) -> Profile:
+        """This store's profile on this machine (measured at the minimum budget once, reused)."""
+        x = example_input(self.name, self.input_hw or spec(self.name).input_hw, seed=1)
+        x = tuple([t.to(self.device) for t in a] if isinstance(a, list) else a for a in x)
+        return load_or_measure(self.executor, x, runs=runs)
 
     def close(self) -> None:
         """Release weights and threads."""

@@ -30,11 +30,15 @@ from vision_msgs.msg import Detection2DArray, LabelInfo
 from . import conversion, diagnostics
 from .params import check, descriptor, SPEC
 from ..engine import EngineError, InferenceAborted
+from ..engine.profile import Profile
+from ..engine.simulate import simulate
 from ..perception import default_store_path, Detector, ensure_store, PerceptionError
 from ..realtime import Deadline, FrameSlot, FrameStats
+from ..realtime.auto_tune import AutoTuner
 
 MiB = 2 ** 20
 LIVE_ENGINE = ('memory_budget_mb', 'execution_mode', 'resident_units')
+REPLAN_ON = ('auto_tune', 'deadline_ms', 'memory_budget_mb')
 
 
 class DemandLayeringNode(LifecycleNode):
@@ -51,6 +55,10 @@ class DemandLayeringNode(LifecycleNode):
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self.detector: Detector | None = None
+        self.profile: Profile | None = None
+        self.tuner: AutoTuner | None = None
+        self._replan = threading.Event()
+        self._predicted_s: float | None = None
         self.stats = FrameStats()
         self.slot: FrameSlot[tuple[Any, int]] = FrameSlot()
         self.error: str | None = None
@@ -88,6 +96,11 @@ class DemandLayeringNode(LifecycleNode):
             self.detector = Detector(p('model'), path, device=p('device'),
                                      input_hw=size if any(size) else None,
                                      **self._engine_config())
+            self.profile = self.detector.profile()
+            self.tuner = AutoTuner(self.profile.pipeline)
+            self._predict()
+            if p('auto_tune'):
+                self._replan.set()
         except (EngineError, PerceptionError, OSError) as err:
             self.error = f'configure failed: {err}'
             self.get_logger().error(self.error)
@@ -101,7 +114,9 @@ class DemandLayeringNode(LifecycleNode):
         self.get_logger().info(
             f'{p("model")}: {s["units"]} units, {s["total_bytes"] / MiB:.1f} MiB of weights, '
             f'{s["mode"]} within {s["budget_bytes"] / MiB:.1f} MiB '
-            f'(direct I/O {"on" if s["direct_io"] else "off"}) from {path}')
+            f'(direct I/O {"on" if s["direct_io"] else "off"}) from {path}; profile: compute '
+            f'{self.profile.pipeline.compute_total_s * 1e3:.0f} ms, reads '
+            f'{self.profile.read_bandwidth_bps / 1e6:.0f} MB/s')
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
@@ -164,6 +179,8 @@ class DemandLayeringNode(LifecycleNode):
                 continue
             msg, _received = item
             try:
+                if self._replan.is_set() and self._param('auto_tune'):
+                    self._auto_tune()
                 self._process(msg)
             except Exception as err:  # noqa: BLE001 - the node keeps running, and says why
                 self.stats.count('failed')
@@ -192,11 +209,14 @@ class DemandLayeringNode(LifecycleNode):
             detections = det.detect(
                 rgb, score_threshold=p('score_threshold'), max_detections=p('max_detections'),
                 class_filter=tuple(c for c in p('class_filter') if c),
-                abort=deadline.abort_check(policy, lambda: clock.now().nanoseconds, lambda: 0))
+                abort=deadline.abort_check(policy, lambda: clock.now().nanoseconds,
+                                           self._remaining_ns))
         except InferenceAborted:
             self.stats.count('aborted')
             return
         infer_ms = (time.perf_counter() - t0) * 1e3
+        if p('auto_tune') and self.tuner is not None and self.tuner.observe(infer_ms / 1e3):
+            self._replan.set()
         self.det_pub.publish(conversion.to_detection_array(detections, msg.header))
         now = clock.now().nanoseconds
         if deadline.passed(now):
@@ -225,6 +245,16 @@ class DemandLayeringNode(LifecycleNode):
                     budget_bytes=int(budget * MiB) if budget > 0 else None,
                     resident=[r for r in values['resident_units'] if r])
 
+    def _resolved(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The executor configuration of the parameters; budget 0 = the mode's minimum."""
+        assert self.detector is not None
+        cfg = self._engine_config(overrides)
+        if cfg['budget_bytes'] is None:
+            ex = self.detector.executor
+            cfg['budget_bytes'] = ex.min_budget(cfg['mode'],
+                                                [ex.unit_index(r) for r in cfg['resident']])
+        return cfg
+
     def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
         changes = {}
         for prm in params:
@@ -235,31 +265,65 @@ class DemandLayeringNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=reason)
             changes[prm.name] = prm.value
         if self.detector is not None and any(n in changes for n in LIVE_ENGINE):
-            cfg = self._engine_config(changes)
-            if cfg['budget_bytes'] is None:  # 0 = the least the mode accepts
-                cfg['budget_bytes'] = self.detector.executor.min_budget(
-                    cfg['mode'], [self.detector.executor.unit_index(r) for r in cfg['resident']]
-                    if self._resident_ok(cfg['resident']) else [])
             try:
-                self.detector.executor.validate(**cfg)
+                self.detector.executor.validate(**self._resolved(changes))
             except (EngineError, ValueError) as err:
                 return SetParametersResult(successful=False, reason=str(err))
         return SetParametersResult(successful=True)
 
-    def _resident_ok(self, names: list[str]) -> bool:
-        assert self.detector is not None
-        return all(n in self.detector.store.by_name for n in names)
-
     def _apply_parameters(self, params: list[Parameter]) -> None:
-        if self.detector is None or not any(p.name in LIVE_ENGINE for p in params):
+        if self.detector is None:
             return
-        cfg = self._engine_config()
-        if cfg['budget_bytes'] is None:
-            cfg['budget_bytes'] = self.detector.executor.min_budget(
-                cfg['mode'], [self.detector.executor.unit_index(r) for r in cfg['resident']])
-        applied = self.detector.executor.reconfigure(**cfg)
-        self.get_logger().info(f'executor: {applied.mode} within '
-                               f'{applied.budget_bytes / MiB:.1f} MiB from the next frame')
+        names = {p.name for p in params}
+        if self._param('auto_tune'):
+            if names & set(REPLAN_ON):
+                self._replan.set()  # planned on the inference thread, before the next frame
+            return
+        if names & (set(LIVE_ENGINE) | {'auto_tune'}):
+            applied = self.detector.executor.reconfigure(**self._resolved())
+            self._predict()
+            self.get_logger().info(f'executor: {applied.mode} within '
+                                   f'{applied.budget_bytes / MiB:.1f} MiB from the next frame')
+
+    def _auto_tune(self) -> None:
+        """Plan the least memory whose predicted delay meets the deadline, within the budget."""
+        assert self.detector is not None and self.tuner is not None
+        self._replan.clear()
+        frames = self.stats.snapshot(self.get_clock().now().nanoseconds)
+        deadline_s = self._param('deadline_ms') / 1e3
+        # time outside inference (transport, conversion, waiting) comes off the deadline
+        outside = max(0.0, frames.get('latency_ms_p50', 0.0) - frames.get('inference_ms_p50',
+                                                                          0.0)) / 1e3
+        cap_mb = self._param('memory_budget_mb')
+        plan = self.tuner.plan(max(1e-3, deadline_s - (outside or 0.1 * deadline_s)),
+                               int(cap_mb * MiB) if cap_mb > 0 else None)
+        self.detector.executor.reconfigure(mode=plan.mode, budget_bytes=plan.budget_bytes,
+                                           resident=plan.resident)
+        self._predicted_s = self.tuner.predicted_s()
+        st = self.tuner.state
+        self.get_logger().info(
+            f'auto_tune: {plan.mode} within {plan.budget_bytes / MiB:.1f} MiB, '
+            f'{len(plan.resident)} resident units, predicted {self._predicted_s * 1e3:.0f} ms '
+            f'for a target of {st.target_s * 1e3:.0f} ms'
+            + ('' if st.met else ' (target not reachable within the budget: fastest allowed)'))
+
+    def _predict(self) -> None:
+        """The planner's prediction for the configuration now in force (for diagnostics)."""
+        if self.profile is None or self.detector is None:
+            return
+        cfg = self.detector.executor.config
+        try:
+            self._predicted_s = simulate(self.profile.pipeline, cfg.mode, cfg.budget_bytes,
+                                         cfg.resident, cfg.prefetch_depth).latency_s
+        except ValueError:
+            self._predicted_s = None
+
+    def _remaining_ns(self) -> int:
+        """Predicted compute still to come in the running inference (abort policy)."""
+        if self.profile is None or self.detector is None:
+            return 0
+        ratio = self.tuner.state.ratio if self.tuner is not None else 1.0
+        return int(self.profile.remaining_s(self.detector.executor.progress) * ratio * 1e9)
 
     # -- diagnostics --------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
@@ -274,6 +338,9 @@ class DemandLayeringNode(LifecycleNode):
                 'total_bytes', 'read_bandwidth_bps', 'stall_seconds', 'direct_io',
                 'on_demand_loads', 'resident_units')})
             engine['model'] = self.detector.name
+            engine['predicted_ms'] = (self._predicted_s * 1e3 if self._predicted_s is not None
+                                      else None)
+            engine['auto_tune'] = bool(self._param('auto_tune'))
         st = diagnostics.status(f'{self.get_name()}: detector', frames, engine, self.error,
                                 self._active)
         self.diag_pub.publish(diagnostics.array(self.get_clock().now().to_msg(), st))

@@ -39,8 +39,9 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
                     (1.0, 600000.0, 0.0)),
     'deadline_policy': ('skip_stale', 'skip_stale (drop frames already late) | abort (also '
                         'cancel an inference between units once late) | complete', False, None),
-    'auto_tune': (False, 'let the planner pick the least memory that meets the deadline '
-                  '(needs the planner; refused until it exists)', False, None),
+    'auto_tune': (False, 'the planner picks mode, budget and resident units: the least memory '
+                  'whose predicted delay meets deadline_ms, within memory_budget_mb (0: no cap); '
+                  're-plans when measured delay drifts from the prediction', False, None),
     'score_threshold': (0.5, 'drop detections scoring below this', False, (0.0, 1.0, 0.0)),
     'max_detections': (100, 'publish at most this many detections per frame', False,
                        (1, 10000, 1)),
@@ -77,8 +78,6 @@ def check(name: str, value: Any) -> str | None:
         return f'deadline_policy {value!r}: one of {", ".join(POLICIES)}'
     if name == 'input_transport' and value not in TRANSPORTS:
         return f'input_transport {value!r}: one of {", ".join(TRANSPORTS)}'
-    if name == 'auto_tune' and value:
-        return 'auto_tune needs the planner, which this release does not have yet'
     if name == 'device' and not (value == 'cpu' or str(value).startswith('cuda')):
         return f'device {value!r}: cpu, cuda or cuda:N'
     if name == 'input_size' and (len(value) != 2 or min(value) < 0 or

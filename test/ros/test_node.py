@@ -111,6 +111,46 @@ def test_malformed_images_are_counted_and_the_node_keeps_running(live):
                   'rejections to be counted')
 
 
+def test_auto_tune_plans_least_memory_for_the_deadline_and_the_fastest_when_unreachable(live):
+    d = live.diagnostics[-1]
+    total, minimum = int(d['total_bytes']), int(d['min_budget_bytes'])
+    assert live.set_params(auto_tune=True, deadline_ms=60000.0, memory_budget_mb=0.0)[0].successful
+    send_and_collect(live, [live.image('tune1')])  # planned before this frame
+    live.wait_for(lambda: live.diagnostics[-1]['auto_tune'] == 'True'
+                  and int(live.diagnostics[-1]['budget_bytes']) < minimum + 1, 10,
+                  'the least memory (any plan meets a 60 s deadline)')
+    assert float(live.diagnostics[-1]['predicted_ms']) > 0
+    # no configuration reaches 1 ms; 'complete' so the late frame still runs (and re-plans)
+    assert live.set_params(deadline_ms=1.0, deadline_policy='complete')[0].successful
+    send_and_collect(live, [live.image('tune2')])
+    live.wait_for(lambda: int(live.diagnostics[-1]['budget_bytes']) == total, 10,
+                  'the fastest plan (all resident)')
+    cap_mb = round((minimum + (total - minimum) / 3) / 2 ** 20, 2)
+    assert live.set_params(memory_budget_mb=cap_mb)[0].successful  # the cap bounds the plan
+    send_and_collect(live, [live.image('tune3')])
+    live.wait_for(lambda: int(live.diagnostics[-1]['budget_bytes']) <= int(cap_mb * 2 ** 20),
+                  10, 'the plan within the cap')
+    assert live.set_params(auto_tune=False, deadline_ms=2000.0, deadline_policy='skip_stale',
+                           memory_budget_mb=0.0)[0].successful
+    live.wait_for(lambda: int(live.diagnostics[-1]['budget_bytes']) == minimum, 10,
+                  'manual parameters again')
+
+
+def test_abort_policy_cancels_an_inference_that_cannot_meet_its_deadline(live):
+    assert live.set_params(deadline_policy='abort', deadline_ms=50.0)[0].successful
+    before = float(live.diagnostics[-1]['aborted'])
+    for i in range(20):  # best-effort input: send until one is aborted
+        live.pub.publish(live.image(f'late{i}'))
+        live.spin(0.5)
+        if float(live.diagnostics[-1]['aborted']) > before:
+            break
+    else:
+        raise AssertionError('no inference was aborted with a 50 ms deadline')
+    assert live.set_params(deadline_policy='skip_stale', deadline_ms=2000.0)[0].successful
+    got = send_and_collect(live, [live.image('after_abort')])
+    assert got[0].header.frame_id == 'after_abort'
+
+
 def test_deactivate_releases_weight_memory_and_activate_resumes(live):
     assert live.change_state(Transition.TRANSITION_DEACTIVATE)
     live.wait_for(lambda: live.diagnostics[-1]['_message'] == 'inactive'

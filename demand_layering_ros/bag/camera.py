@@ -1,0 +1,91 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""The bundled camera stream: a 30 Hz, 640x480 camera panning across scikit-image's photographs.
+
+Deterministic (same frames, stamps and bytes on every machine with the pinned libraries), written
+as a rosbag2 bag with the raw (rgb8) and the compressed (JPEG) variant of each frame, stamped from
+a fixed start time so replays and golden files are reproducible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+import shutil
+
+import numpy as np
+from rosbags.rosbag2 import Writer
+
+from .record import bag_qos, publish_bag, STORAGE, staging
+from .types import typestore
+
+FPS = 30
+SIZE = (480, 640)  # height, width
+PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket')
+FRAME_ID = 'camera_optical_frame'
+RAW_TOPIC = '/camera/image_raw'
+COMPRESSED_TOPIC = '/camera/image_raw/compressed'
+START_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
+JPEG_QUALITY = 90
+
+
+def camera_frames(n: int) -> list[np.ndarray]:
+    """Frames (HxWx3 uint8 RGB) of a camera panning and zooming across the photographs."""
+    import cv2
+    from skimage import data
+    frames = []
+    per_photo = max(1, n // len(PHOTOS))
+    for i in range(n):
+        photo = getattr(data, PHOTOS[(i // per_photo) % len(PHOTOS)])()
+        if photo.ndim == 2:
+            photo = np.dstack([photo] * 3)
+        h, w = photo.shape[:2]
+        t = (i % per_photo) / per_photo
+        zoom = 0.7 + 0.3 * t  # the crop shrinks: a slow zoom-in while panning
+        ch, cw = int(h * zoom), int(min(w, h * zoom * SIZE[1] / SIZE[0]))
+        x0 = int((w - cw) * t)
+        y0 = int((h - ch) * (1 - t) / 2)
+        crop = np.ascontiguousarray(photo[y0:y0 + ch, x0:x0 + cw, :3])
+        frames.append(cv2.resize(crop, (SIZE[1], SIZE[0]), interpolation=cv2.INTER_AREA))
+    return frames
+
+
+def stamp_ns(i: int) -> int:
+    """Header stamp (and bag time) of frame ``i``."""
+    return START_NS + i * 10**9 // FPS
+
+
+def write_camera_bag(out: Path, frames: int = 90, storage: str = 'mcap',
+                     overwrite: bool = False) -> Path:
+    """Write the stream (raw and compressed topics) to ``out``; returns ``out``."""
+    import cv2
+    from rclpy.qos import qos_profile_sensor_data
+    out = Path(out)
+    if out.exists():
+        if not overwrite:
+            return out
+        shutil.rmtree(out)
+    ts = typestore()
+    Image = ts.types['sensor_msgs/msg/Image']
+    CompressedImage = ts.types['sensor_msgs/msg/CompressedImage']
+    Header = ts.types['std_msgs/msg/Header']
+    Time = ts.types['builtin_interfaces/msg/Time']
+    root, partial = staging(out)
+    qos = [bag_qos(qos_profile_sensor_data)]
+    with Writer(partial, version=9, storage_plugin=STORAGE[storage]) as writer:
+        raw = writer.add_connection(RAW_TOPIC, 'sensor_msgs/msg/Image', typestore=ts,
+                                    offered_qos_profiles=qos)
+        comp = writer.add_connection(COMPRESSED_TOPIC, 'sensor_msgs/msg/CompressedImage',
+                                     typestore=ts, offered_qos_profiles=qos)
+        for i, rgb in enumerate(camera_frames(frames)):
+            ns = stamp_ns(i)
+            header = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id=FRAME_ID)
+            img = Image(header=header, height=SIZE[0], width=SIZE[1], encoding='rgb8',
+                        is_bigendian=0, step=SIZE[1] * 3, data=rgb.reshape(-1))
+            writer.write(raw, ns, ts.serialize_cdr(img, 'sensor_msgs/msg/Image'))
+            ok, jpeg = cv2.imencode('.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                                    [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            assert ok
+            msg = CompressedImage(header=header, format='rgb8; jpeg compressed bgr8',
+                                  data=jpeg.reshape(-1))
+            writer.write(comp, ns, ts.serialize_cdr(msg, 'sensor_msgs/msg/CompressedImage'))
+    publish_bag(root, out)
+    return out

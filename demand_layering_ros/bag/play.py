@@ -1,0 +1,195 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""Play a rosbag2 bag: its messages with their recorded timing, optionally driving /clock.
+
+Messages are published serialized, as recorded. Publishers are reliable (keep-last 100), which
+both best-effort subscribers (camera consumers) and reliable ones (recorders) accept, and keep
+the durability the topic was recorded with (latched topics stay latched). With ``clock``, /clock
+follows the bag's time (scaled by ``rate``) for nodes running with use_sim_time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+import sys
+import threading
+import time
+from typing import Iterable
+
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rosbags.rosbag2 import Reader
+
+from .types import message_class
+
+PROGRESS_EVERY_S = 5.0
+CLOCK_HZ = 100.0
+
+
+@dataclass
+class Playback:
+    """What was played."""
+
+    published: dict[str, int] = field(default_factory=dict)
+    loops: int = 0
+
+
+def parse_remaps(remaps: Iterable[str]) -> dict[str, str]:
+    """'FROM:=TO' pairs (leading slashes added); ValueError on anything else."""
+    out = {}
+    for r in remaps:
+        if ':=' not in r:
+            raise ValueError(f'remap {r!r}: expected FROM:=TO')
+        a, b = r.split(':=', 1)
+        out['/' + a.lstrip('/')] = '/' + b.lstrip('/')
+    return out
+
+
+def publisher_qos(connection: object) -> QoSProfile:
+    """Reliable keep-last 100, transient local if the topic was recorded so."""
+    offered = getattr(connection.ext, 'offered_qos_profiles', None) or []  # type: ignore
+    latched = bool(offered) and getattr(offered[0].durability, 'value',
+                                        offered[0].durability) == 1  # 1 = transient local
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched
+                      else DurabilityPolicy.VOLATILE)
+
+
+class Player:
+    """Publishes a bag's messages from a node, paced by the wall clock."""
+
+    def __init__(self, node: Node, bag: Path, *, rate: float = 1.0, loop: bool = False,
+                 clock: bool = False, topics: Iterable[str] | None = None,
+                 remap: dict[str, str] | None = None, start_offset: float = 0.0,
+                 progress: bool = True, wait_for_subscribers: float = 3.0) -> None:
+        if rate <= 0:
+            raise ValueError(f'rate {rate}: must be positive')
+        self.node, self.bag, self.rate, self.loop = node, Path(bag), rate, loop
+        self.start_offset = start_offset
+        self.progress = progress
+        self.wait_for_subscribers = wait_for_subscribers
+        self.stop = threading.Event()
+        self.result = Playback()
+        wanted = {'/' + t.lstrip('/') for t in topics} if topics else None
+        remap = remap or {}
+        self._reader = Reader(self.bag)
+        self._reader.open()
+        self._conns = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
+        if wanted and not self._conns:
+            raise ValueError(f'none of {sorted(wanted)} is in {self.bag} '
+                             f'({sorted({c.topic for c in self._reader.connections})})')
+        self._pubs = {}
+        for c in self._conns:
+            name = remap.get(c.topic, c.topic)
+            if name not in self._pubs:
+                self._pubs[name] = node.create_publisher(message_class(c.msgtype), name,
+                                                         publisher_qos(c))
+            self.result.published.setdefault(name, 0)
+        self._name = {c.id: remap.get(c.topic, c.topic) for c in self._conns}
+        self._clock_pub = None
+        if clock:
+            from rosgraph_msgs.msg import Clock
+            self._clock_pub = node.create_publisher(Clock, '/clock', 10)
+        self._bag_now: int | None = None
+        self._clock_lock = threading.Lock()
+        self._clock_last = 0
+
+    @property
+    def message_count(self) -> int:
+        """Messages per pass over the selected topics."""
+        return sum(c.msgcount for c in self._conns)
+
+    def run(self) -> Playback:
+        """Play (blocking) until the end, or forever with loop, or until ``stop`` is set."""
+        end = time.monotonic() + self.wait_for_subscribers
+        while time.monotonic() < end and not self.stop.is_set() and any(
+                p.get_subscription_count() == 0 for p in self._pubs.values()):
+            time.sleep(0.05)  # messages published before discovery would be lost
+        clock_thread = None
+        if self._clock_pub is not None:
+            clock_thread = threading.Thread(target=self._clock_loop, daemon=True)
+            clock_thread.start()
+        try:
+            while not self.stop.is_set():
+                self._play_once()
+                self.result.loops += 1
+                if not self.loop:
+                    break
+        finally:
+            self.stop.set()
+            if clock_thread is not None:
+                clock_thread.join(timeout=1)
+            self._reader.close()
+        return self.result
+
+    def _play_once(self) -> None:
+        start_ns = self._reader.start_time + int(self.start_offset * 1e9)
+        with self._clock_lock:
+            self._clock_last = 0  # a new pass (loop) starts the clock again, like ros2 bag play
+        wall0 = time.monotonic()
+        self._wall0, self._start_ns = wall0, start_ns
+        last_report = wall0
+        total = self.message_count
+        done = 0
+        for conn, ts, data in self._reader.messages(connections=self._conns, start=start_ns):
+            due = wall0 + (ts - start_ns) / 1e9 / self.rate
+            while not self.stop.is_set():
+                wait = due - time.monotonic()
+                if wait <= 0:
+                    break
+                time.sleep(min(wait, 0.05))
+            if self.stop.is_set():
+                return
+            self._bag_now = ts
+            self._publish_clock(ts)
+            self._pubs[self._name[conn.id]].publish(bytes(data))
+            self.result.published[self._name[conn.id]] += 1
+            done += 1
+            now = time.monotonic()
+            if self.progress and now - last_report >= PROGRESS_EVERY_S:
+                last_report = now
+                print(f'[play] {done}/{total} messages, bag time '
+                      f'{(ts - self._reader.start_time) / 1e9:.1f} s', file=sys.stderr,
+                      flush=True)
+
+    def _publish_clock(self, ns: int) -> None:
+        if self._clock_pub is None:
+            return
+        from rosgraph_msgs.msg import Clock
+        with self._clock_lock:  # two threads publish: never let the clock step back
+            if ns < self._clock_last:
+                return
+            self._clock_last = ns
+            msg = Clock()
+            msg.clock.sec, msg.clock.nanosec = divmod(ns, 1_000_000_000)
+            self._clock_pub.publish(msg)
+
+    def _clock_loop(self) -> None:
+        while not self.stop.wait(1.0 / CLOCK_HZ):
+            if self._bag_now is None:
+                continue
+            # bag time advances with the wall clock between messages
+            ns = self._start_ns + int((time.monotonic() - self._wall0) * self.rate * 1e9)
+            self._publish_clock(max(ns, self._bag_now))
+
+
+def play(bag: Path, **kwargs: object) -> Playback:
+    """Play a bag from a node of its own until done (Ctrl-C stops it).
+
+    Publishing needs no executor: discovery and delivery run in the middleware's threads.
+    """
+    import rclpy
+    rclpy.init()
+    node = Node('demand_layering_player')
+    try:
+        player = Player(node, bag, **kwargs)  # type: ignore[arg-type]
+        try:
+            return player.run()
+        except KeyboardInterrupt:
+            player.stop.set()
+            return player.result
+    finally:
+        time.sleep(0.2)  # reliable delivery of the last messages
+        node.destroy_node()
+        rclpy.try_shutdown()
