@@ -30,7 +30,8 @@ def default_store_path(model: str, weights: str, root: str | os.PathLike[str] | 
                                        Path.home() / '.cache' / 'demand_layering_ros'))
     tag = 'random' if weights.lower() == 'none' else ('default' if weights == 'DEFAULT'
                                                       else Path(weights).stem)
-    return base / f'{model}-{tag}.dls'
+    # s2: large layers sliced at 2 MiB (the export default); stores of other layouts stay apart
+    return base / f'{model}-{tag}-s2.dls'
 
 
 def ensure_store(model: str, weights: str, path: Path, timeout: float = 900) -> Path:

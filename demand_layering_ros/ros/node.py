@@ -18,7 +18,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray
 import rclpy
 from rclpy.clock import Clock, ClockType
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, qos_profile_sensor_data,
@@ -356,7 +356,9 @@ def main(args: list[str] | None = None) -> int:
     """Run the node until shutdown."""
     rclpy.init(args=args)
     node = DemandLayeringNode()
-    executor = MultiThreadedExecutor(num_threads=2)
+    # Callbacks only hand frames over and answer services (inference has its own thread); a
+    # multi-threaded executor busy-spins a core while a callback group is occupied.
+    executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         executor.spin()
