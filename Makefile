@@ -25,7 +25,8 @@ lint: setup  ## only the ROS linters (flake8, pep257, copyright)
 	@$(ENV) python -m pytest test/test_flake8.py test/test_pep257.py test/test_copyright.py
 
 bench: setup  ## memory-delay benchmark (long): JSON, plot and table under bench/
-	@$(ENV) demand-layering bench --json bench/results.json --plot bench/curve.png
+	@$(ENV) demand-layering bench --json bench/results.json --plot bench/curve.png \
+		--table bench/table.md
 
 golden: setup  ## regenerate the golden replay detections (after an intended change of results)
 	@$(ENV) DL_REGENERATE_GOLDEN=1 python -m pytest test/ros/test_replay.py -k golden -p no:cacheprovider

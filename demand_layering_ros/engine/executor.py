@@ -173,7 +173,7 @@ class DemandLayeredModel:
 
     def effective_resident(self, cfg: Config) -> frozenset[int]:
         """Units kept loaded: all of them in preload mode or when the budget holds the model."""
-        if cfg.mode == 'preload' or cfg.budget_bytes >= self.store.total_bytes:
+        if cfg.mode == 'preload' or cfg.budget_bytes >= self.min_budget('preload'):
             return frozenset(range(len(self.store.units)))
         return cfg.resident
 
@@ -196,6 +196,8 @@ class DemandLayeredModel:
         self._pool.set_limit(cfg.budget_bytes - self._device_bytes)
         self._applied = cfg
         self._load_residents(resident)
+        if self.device.type == 'cuda':
+            self._pool.drop_cached()  # staging buffers of the resident units' copies
         self._pool.reset_peak()
         self._device_peak = self._device_bytes
         for key in ('on_demand_loads', 'stall_seconds', 'aborted'):
@@ -209,6 +211,8 @@ class DemandLayeredModel:
                 slot = self._start_load(self.store.units[i])
                 if slot is None:
                     raise BudgetError(f'resident unit {self.store.units[i].name!r} does not fit')
+                if self.device.type == 'cuda':
+                    self._wait(slot)  # one host staging buffer at a time
                 todo.append(slot)
             slot.resident = True
         for slot in todo:
@@ -317,19 +321,21 @@ class DemandLayeredModel:
     def _reserve(self, unit: Unit) -> Lease | None:
         cfg = self._applied
         assert cfg is not None
-        if self.device.type == 'cuda':
-            if self._device_bytes + unit.nbytes + self._pool.mapped + unit.nbytes \
-                    > cfg.budget_bytes:
+        exact = unit.index in self._held_units
+        if self.device.type == 'cuda':  # the device copy and its host staging buffer
+            if self._device_bytes + unit.nbytes > cfg.budget_bytes:
                 return None
             self._pool.set_limit(cfg.budget_bytes - self._device_bytes - unit.nbytes)
-            lease = self._pool.reserve(unit.nbytes)
-            if lease is not None:
-                self._device_bytes += unit.nbytes
-                self._device_peak = max(self._device_peak, self._device_bytes + self._pool.mapped)
+            lease = self._pool.reserve(unit.nbytes, exact=exact)
+            if lease is None:
+                self._pool.set_limit(cfg.budget_bytes - self._device_bytes)
+                return None
+            self._device_bytes += unit.nbytes
+            self._device_peak = max(self._device_peak, self._device_bytes + self._pool.mapped)
             return lease
         # parents held while children stream get exact-size buffers, so the minimum budget
         # (computed from exact sizes) always leaves room for the unit being entered
-        return self._pool.reserve(unit.nbytes, exact=unit.index in self._held_units)
+        return self._pool.reserve(unit.nbytes, exact=exact)
 
     def _load(self, slot: _Slot) -> float:
         """Reader thread: read (and on CUDA copy) one unit; return the seconds it took."""
@@ -491,7 +497,11 @@ class DemandLayeredModel:
     def _enter(self, run: _Run, u: int) -> None:
         if u == run.current:
             return
-        arrived = time.perf_counter() if run.trace is not None else 0.0
+        arrived = 0.0
+        if run.trace is not None:
+            if self.device.type == 'cuda':  # a trace times the GPU's work, not its launches
+                torch.cuda.synchronize(self.device)
+            arrived = time.perf_counter()
         if run.abort is not None and run.abort():
             raise InferenceAborted(f'aborted before unit {self.store.units[u].name!r}')
         if run.current is not None:

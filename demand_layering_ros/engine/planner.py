@@ -48,7 +48,7 @@ def plan_for_budget(p: Pipeline, budget: int) -> Plan:
 
     ValueError when the budget is below the sequential minimum (nothing can run in it).
     """
-    total = p.total_bytes
+    total = p.min_budget('preload')
     if budget >= total:
         return plan_in_mode(p, 'preload', total, frozenset(range(len(p.nbytes))))
     if budget < p.min_budget('pipelined'):
@@ -86,7 +86,8 @@ def plan_for_deadline(p: Pipeline, target_s: float, max_budget: int | None = Non
     Returns (plan, met). When no budget up to ``max_budget`` meets the target, the plan at
     ``max_budget`` (the fastest allowed) is returned with met False.
     """
-    hi = min(p.total_bytes, max_budget if max_budget is not None else p.total_bytes)
+    top = p.min_budget('preload')
+    hi = min(top, max_budget if max_budget is not None else top)
     best = plan_for_budget(p, hi)
     if best.predicted_s > target_s:
         return best, False
@@ -107,7 +108,7 @@ def plan_for_deadline(p: Pipeline, target_s: float, max_budget: int | None = Non
 
 def pareto_curve(p: Pipeline, points: int = 24) -> list[Plan]:
     """Plans from the sequential minimum to all-resident; only those no other plan beats."""
-    lo, total = p.min_budget('pipelined'), p.total_bytes
+    lo, total = p.min_budget('pipelined'), p.min_budget('preload')
     budgets = {p.min_budget('sequential'), lo, total}
     if total > lo:
         ratio = (total / lo) ** (1 / max(1, points - 1))

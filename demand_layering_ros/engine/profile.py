@@ -79,7 +79,8 @@ class Profile:
                         tuple(int(v) for v in d['visits']),
                         tuple(tuple(int(i) for i in h) for h in d['holds']),
                         tuple(float(s) for s in d['compute_s']), float(d['prologue_s']),
-                        float(d['read_contention']), float(d['handoff_s']))
+                        float(d['read_contention']), float(d['handoff_s']),
+                        str(d['key']['device']).startswith('cuda'))
         if not (len(pipe.visits) == len(pipe.holds) == len(pipe.compute_s)
                 and len(pipe.nbytes) == len(pipe.read_s)
                 and all(0 <= v < len(pipe.nbytes) for v in pipe.visits)):
@@ -184,7 +185,8 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
     pipe = Pipeline(tuple(u.nbytes for u in units), read_s, tuple(visits), holds,
                     tuple(statistics.median(c) for c in compute), statistics.median(prologue),
                     max(1.0, contended / alone) if alone else 1.0,
-                    max(0.0, statistics.median(handoff)) if handoff else 0.0)
+                    max(0.0, statistics.median(handoff)) if handoff else 0.0,
+                    dl.device.type == 'cuda')
     return Profile(key_for(dl, inputs), pipe, tuple(u.name for u in units), len(traces),
                    dl.stats()['direct_io'])
 

@@ -19,11 +19,13 @@ def min_budget(nbytes: Sequence[int], visits: Sequence[tuple[int, Sequence[int]]
     """The least budget ``mode`` accepts: resident bytes plus the most held at one visit.
 
     ``visits`` are (unit, units held by running parents) in schedule order. Pipelined mode holds
-    the next unit too; ``staging`` adds a host buffer for the unit being copied (CUDA).
+    the next unit too; ``staging`` adds a host buffer for the unit being copied (CUDA), also
+    to preload, whose units pass through one on their way to the device.
     """
     total = sum(nbytes)
+    staged = total + (max(nbytes, default=0) if staging else 0)  # all resident, one in transit
     if mode == 'preload':
-        return total
+        return staged
     res = set(resident)
     need = 0
     for k, (u, holds) in enumerate(visits):
@@ -33,7 +35,7 @@ def min_budget(nbytes: Sequence[int], visits: Sequence[tuple[int, Sequence[int]]
         need = max(need, sum(nbytes[i] for i in together - res))
     if staging:
         need += max((nbytes[i] for i in set(range(len(nbytes))) - res), default=0)
-    return min(sum(nbytes[i] for i in res) + need, total)
+    return min(sum(nbytes[i] for i in res) + need, staged)
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Pipeline:
     read_contention: float = 1.0
     # from a read's end until the waiting compute thread runs again (thread hand-off)
     handoff_s: float = 0.0
+    staging: bool = False             # units pass through a host buffer (CUDA)
 
     @property
     def compute_total_s(self) -> float:
@@ -64,7 +67,8 @@ class Pipeline:
 
     def min_budget(self, mode: str, resident: Iterable[int] = ()) -> int:
         """See :func:`min_budget`."""
-        return min_budget(self.nbytes, list(zip(self.visits, self.holds)), mode, resident)
+        return min_budget(self.nbytes, list(zip(self.visits, self.holds)), mode, resident,
+                          staging=self.staging)
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,7 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
     """Predict one inference's delay; ValueError if the budget is below the mode's minimum."""
     total = p.total_bytes
     n = len(p.visits)
-    if mode == 'preload' or budget >= total:
+    if mode == 'preload' or budget >= p.min_budget('preload'):
         return Prediction(p.compute_total_s, (0.0,) * n, total, 0)
     res = frozenset(resident)
     if budget < p.min_budget(mode, res):

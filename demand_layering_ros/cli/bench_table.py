@@ -1,0 +1,64 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""The benchmark's results as Markdown tables (per configuration, and against the targets)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+import statistics
+import sys
+from typing import Any
+
+MiB = 2 ** 20
+
+
+def _rows(rows: list[dict[str, Any]], model: str) -> dict[str, dict[str, Any]]:
+    return {r['config']: r for r in rows if r['model'] == model}
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one line per (model, configuration), then the summary against the targets."""
+    models = list(dict.fromkeys(r['model'] for r in rows))
+    out = ['| model | config | weight MiB (peak) | reduction | p50 ms | p90 ms | overhead | '
+           'predicted ms | prediction error | floor ms | efficiency | RSS peak MiB |',
+           '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+    for m in models:
+        for name, r in _rows(rows, m).items():
+            if name == 'disk':
+                continue
+            pred = r.get('predicted_latency_ms')
+            cells = [m, name, f'{(r["weight_bytes_peak"] or 0) / MiB:.1f}',
+                     f'{r.get("reduction_pct", 0):.1f}%', f'{r["latency_ms_p50"]:.0f}',
+                     f'{r["latency_ms_p90"]:.0f}', f'{r.get("overhead_pct", 0):+.1f}%',
+                     f'{pred:.0f}' if pred else '-',
+                     f'{r["prediction_error_pct"]:+.1f}%' if pred else '-',
+                     f'{r.get("floor_ms", 0):.0f}', f'{r.get("efficiency", 0):.2f}',
+                     f'{r["rss_peak_bytes"] / MiB:.0f}']
+            out.append('| ' + ' | '.join(cells) + ' |')
+    out += ['', '| model | disk MB/s (O_DIRECT, alone) | compute ms (profile) | '
+            'near-zero resident MiB | analytic minimum MiB |', '|---|---:|---:|---:|---:|']
+    for m in models:
+        c = _rows(rows, m)
+        d = c['disk']
+        nz = c.get('near_zero', {})
+        out.append(f'| {m} | {d["direct_read_bandwidth_bps"] / 1e6:.0f} | '
+                   f'{d["profile_compute_ms"]:.0f} | '
+                   f'{nz.get("resident_bytes", 0) / MiB:.1f} | '
+                   f'{d["analytic_resident_bytes"] / MiB:.1f} |')
+    red = [_rows(rows, m)['pipelined_min']['reduction_pct'] for m in models
+           if 'pipelined_min' in _rows(rows, m)]
+    if red:
+        out += ['', f'Average weight-memory reduction at `pipelined_min` over {len(red)} models: '
+                f'{statistics.mean(red):.1f}%.']
+    return '\n'.join(out) + '\n'
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m demand_layering_ros.cli.bench_table RESULTS.json``: print the tables."""
+    args = argv if argv is not None else sys.argv[1:]
+    print(table(json.loads(Path(args[0]).read_text())), end='')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
