@@ -15,6 +15,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter
     models = [r['model'] for r in rows if r['config'] == 'disk']
     fig, axes = plt.subplots(1, len(models), figsize=(4.2 * len(models), 3.6), squeeze=False)
     for ax, model in zip(axes[0], models):
@@ -28,6 +29,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
             ax.plot(r['weight_bytes_peak'] / 2**20, r['latency_ms_p50'],
                     MARKERS.get(r['config'], '.'), label=r['config'], markersize=8)
         ax.set_xscale('log')
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_title(model, fontsize=9)
         ax.set_xlabel('weight memory (MiB, log)')
         ax.set_ylabel('latency p50 (ms)')

@@ -38,10 +38,12 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
     'deadline_ms': (500.0, 'a frame is due this long after its header stamp (node clock)', False,
                     (1.0, 600000.0, 0.0)),
     'deadline_policy': ('skip_stale', 'skip_stale (drop frames already late) | abort (also '
-                        'cancel an inference between units once late) | complete', False, None),
+                        'cancel an inference between units once now + the predicted remaining '
+                        'compute passes the deadline) | complete', False, None),
     'auto_tune': (False, 'the planner picks mode, budget and resident units: the least memory '
                   'whose predicted delay meets deadline_ms, within memory_budget_mb (0: no cap); '
-                  're-plans when measured delay drifts from the prediction', False, None),
+                  're-plans when measured delay drifts from the prediction; while on, '
+                  'execution_mode and resident_units are the planner\'s', False, None),
     'score_threshold': (0.5, 'drop detections scoring below this', False, (0.0, 1.0, 0.0)),
     'max_detections': (100, 'publish at most this many detections per frame', False,
                        (1, 10000, 1)),
