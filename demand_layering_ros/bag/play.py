@@ -121,7 +121,14 @@ class Player:
             if clock_thread is not None:
                 clock_thread.join(timeout=1)
             self._reader.close()
+            self.flush()
         return self.result
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until reliable subscribers acknowledged everything (a busy one may lag)."""
+        from rclpy.duration import Duration
+        return all(p.wait_for_all_acked(Duration(seconds=timeout_s))
+                   for p in self._pubs.values())
 
     def _play_once(self) -> None:
         start_ns = self._reader.start_time + int(self.start_offset * 1e9)
@@ -190,6 +197,5 @@ def play(bag: Path, **kwargs: object) -> Playback:
             player.stop.set()
             return player.result
     finally:
-        time.sleep(0.2)  # reliable delivery of the last messages
         node.destroy_node()
         rclpy.try_shutdown()

@@ -108,6 +108,16 @@ def read_outputs(bag: Path) -> dict:
     return {'detections': dets, 'diagnostics': diags, 'labels': labels}
 
 
+def mcap_messages(path: Path, topic: str) -> list:
+    """(schema name, decoded message) of ``topic``, read by the mcap / mcap-ros2 libraries."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+    with open(next(path.glob('*.mcap')), 'rb') as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        return [(schema.name, msg) for schema, channel, _m, msg
+                in reader.iter_decoded_messages() if channel.topic == topic]
+
+
 def as_plain(dets) -> list[dict]:
     out = []
     for d in dets:
@@ -136,12 +146,10 @@ def test_replay_accounts_for_every_frame(store, camera, tmp_path):
     assert float(last['latency_ms_p50']) > 0 and float(last['latency_ms_p99']) > 0
     assert got['labels'] and got['labels'][0].class_map  # latched label map recorded too
     # the results bag's vision_msgs schema is readable by an independent MCAP reader
-    from mcap_ros2.reader import read_ros2_messages
-    msgs = [m for m in read_ros2_messages(str(next((tmp_path / 'out').glob('*.mcap'))))
-            if m.channel.topic == '/detections']
-    assert msgs and msgs[0].schema.name == 'vision_msgs/msg/Detection2DArray'
-    assert [m.ros_msg.header.stamp.sec * 10**9 + m.ros_msg.header.stamp.nanosec
-            for m in msgs] == [d['stamp'] for d in dets]
+    msgs = mcap_messages(tmp_path / 'out', '/detections')
+    assert msgs and msgs[0][0] == 'vision_msgs/msg/Detection2DArray'
+    assert [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
+            for _s, m in msgs] == [d['stamp'] for d in dets]
 
 
 def test_golden_replay_and_two_budgets_give_the_same_detections(store, camera, tmp_path):
@@ -174,7 +182,6 @@ def test_golden_replay_and_two_budgets_give_the_same_detections(store, camera, t
 
 
 def test_recorded_bags_read_back_with_independent_readers(camera, tmp_path):
-    from mcap_ros2.reader import read_ros2_messages
     from rosbags.rosbag2 import Reader
     topic = '/camera/image_raw/compressed'
     for storage in ('mcap', 'sqlite3'):
@@ -194,12 +201,10 @@ def test_recorded_bags_read_back_with_independent_readers(camera, tmp_path):
         assert rec.returncode == 0, log
         assert not (tmp_path / f'.rec_{storage}.partial').exists()
         if storage == 'mcap':
-            files = list(out.glob('*.mcap'))
-            msgs = list(read_ros2_messages(str(files[0])))
-            stamps = [m.ros_msg.header.stamp.sec * 10**9 + m.ros_msg.header.stamp.nanosec
-                      for m in msgs]
-            assert msgs[0].channel.topic == topic
-            assert msgs[0].ros_msg.format.startswith('rgb8; jpeg')
+            msgs = mcap_messages(out, topic)
+            stamps = [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for _s, m in msgs]
+            assert msgs[0][0] == 'sensor_msgs/msg/CompressedImage'
+            assert msgs[0][1].format.startswith('rgb8; jpeg')
         else:
             with Reader(out) as reader:
                 stamps = []
