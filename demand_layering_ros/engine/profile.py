@@ -21,7 +21,7 @@ import torch
 
 from .simulate import Pipeline
 
-VERSION = 2
+VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Profile:
                 'nbytes': list(p.nbytes), 'read_s': list(p.read_s), 'visits': list(p.visits),
                 'holds': [list(h) for h in p.holds], 'compute_s': list(p.compute_s),
                 'prologue_s': p.prologue_s, 'read_contention': p.read_contention,
-                'handoff_s': p.handoff_s}
+                'handoff_s': p.handoff_s, 'compute_contention': p.compute_contention}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> 'Profile':
@@ -80,7 +80,8 @@ class Profile:
                         tuple(tuple(int(i) for i in h) for h in d['holds']),
                         tuple(float(s) for s in d['compute_s']), float(d['prologue_s']),
                         float(d['read_contention']), float(d['handoff_s']),
-                        str(d['key']['device']).startswith('cuda'))
+                        str(d['key']['device']).startswith('cuda'),
+                        float(d['compute_contention']))
         if not (len(pipe.visits) == len(pipe.holds) == len(pipe.compute_s)
                 and len(pipe.nbytes) == len(pipe.read_s)
                 and all(0 <= v < len(pipe.nbytes) for v in pipe.visits)):
@@ -135,7 +136,8 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
     of its reads; per visit the compute time is the median of (next visit entered - this visit's
     weights ready). Inferences whose visit order differs from the first run's are not used.
     Then ``runs`` pipelined inferences at the pipelined minimum measure how much slower reads
-    are while compute runs (``read_contention``).
+    are while compute runs (``read_contention``) and how much slower compute is while reads run
+    (``compute_contention``, per second of overlap).
     """
     old = dl.config
 
@@ -179,6 +181,16 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
     handoff = [ready - arrived - s for tr, *_ in traces for _u, arrived, ready, s in tr if s > 0]
     alone = sum(read_s[u] for tr, *_ in overlapped for u, _a, _r, s in tr if s > 0)
     contended = sum(s for tr, *_ in overlapped for _u, _a, _r, s in tr if s > 0)
+    seq_compute = sum(statistics.median(c) for c in compute)
+    slowdown = []
+    for tr, _t0, t1 in overlapped:
+        if [u for u, *_ in tr] != visits:
+            continue
+        pipelined = sum((tr[k + 1][1] if k + 1 < len(tr) else t1) - tr[k][2]
+                        for k in range(len(tr)))
+        overlap = min(seq_compute, sum(s for *_, s in tr))
+        if overlap > 0:
+            slowdown.append(1.0 + (pipelined - seq_compute) / overlap)
     schedule = list(dl.store.schedule)
     holds = tuple(dl.store.holds.get(k, ()) for k in range(len(schedule))) \
         if visits == schedule else tuple(() for _ in visits)
@@ -186,7 +198,8 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
                     tuple(statistics.median(c) for c in compute), statistics.median(prologue),
                     max(1.0, contended / alone) if alone else 1.0,
                     max(0.0, statistics.median(handoff)) if handoff else 0.0,
-                    dl.device.type == 'cuda')
+                    dl.device.type == 'cuda',
+                    max(1.0, statistics.median(slowdown)) if slowdown else 1.0)
     return Profile(key_for(dl, inputs), pipe, tuple(u.name for u in units), len(traces),
                    dl.stats()['direct_io'])
 

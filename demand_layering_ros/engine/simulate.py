@@ -54,6 +54,8 @@ class Pipeline:
     # from a read's end until the waiting compute thread runs again (thread hand-off)
     handoff_s: float = 0.0
     staging: bool = False             # units pass through a host buffer (CUDA)
+    # compute overlapping reads takes this many times longer (the cores are shared)
+    compute_contention: float = 1.0
 
     @property
     def compute_total_s(self) -> float:
@@ -115,6 +117,7 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
     reader_free = 0.0
     submitted = 0
     scale = p.read_contention if mode == 'pipelined' else 1.0
+    slow = p.compute_contention - 1.0 if mode == 'pipelined' else 0.0
     stalls = []
 
     def release(u: int, k: int) -> None:
@@ -160,7 +163,8 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
             raise ValueError(f'visit {k}: unit {u} does not fit the budget')
         start = max(t, ready[u] + p.handoff_s) if u in ready else t
         stalls.append(start - t)
-        t = start + p.compute_s[k]
+        overlap = min(p.compute_s[k], max(0.0, reader_free - start))  # reads still queued
+        t = start + p.compute_s[k] + slow * overlap
         if u not in res:
             hold[u] = max(hold.get(u, -1), held_until[k])
         current = u

@@ -106,3 +106,11 @@ def test_analytic_resident_bytes():
     # compute 4 s at 5 bytes/s streams 20 of the 40 bytes: 20 must stay resident
     assert planner.analytic_resident_bytes(IO_BOUND, 5.0) == 20
     assert planner.analytic_resident_bytes(IO_BOUND, 100.0) == 0
+
+
+def test_compute_slows_only_while_reads_overlap_it():
+    slow = pipe([1, 1, 1], [1, 1, 1], compute_contention=1.5)
+    # reads 0-1, 1-2; unit 0 computes 1-2.5 (read 1 overlaps it: +0.5); unit 1 enters at 2.5,
+    # read 2 runs 2.5-3.5 under its compute: 2.5-4.0; unit 2 computes alone 4.0-5.0
+    assert simulate(slow, 'pipelined', 20).latency_s == 5.0
+    assert simulate(slow, 'sequential', 10).latency_s == 6  # nothing overlaps
