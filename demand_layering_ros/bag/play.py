@@ -24,6 +24,8 @@ from .types import message_class
 
 PROGRESS_EVERY_S = 5.0
 CLOCK_HZ = 100.0
+LINGER_S = 1.0   # publishers stay this long after the last message
+MATCH_GRACE_S = 1.0  # after a subscriber appears, until the match is complete on its side
 
 
 @dataclass
@@ -106,6 +108,8 @@ class Player:
         while time.monotonic() < end and not self.stop.is_set() and any(
                 p.get_subscription_count() == 0 for p in self._pubs.values()):
             time.sleep(0.05)  # messages published before discovery would be lost
+        if self.wait_for_subscribers > 0:
+            time.sleep(MATCH_GRACE_S)  # the writer sees the reader before the reader sees it
         clock_thread = None
         if self._clock_pub is not None:
             clock_thread = threading.Thread(target=self._clock_loop, daemon=True)
@@ -197,5 +201,8 @@ def play(bag: Path, **kwargs: object) -> Playback:
             player.stop.set()
             return player.result
     finally:
+        # a subscriber's middleware may drop samples it acknowledged but its application has not
+        # taken yet when their writer disappears (a busy subscriber takes them late)
+        time.sleep(LINGER_S)
         node.destroy_node()
         rclpy.try_shutdown()
