@@ -27,14 +27,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_model(args: argparse.Namespace, **config: object) -> tuple[object, tuple]:
+def _open_model(args: argparse.Namespace, store: object = None,
+                **config: object) -> tuple[object, tuple]:
     """A DemandLayeredModel for ``args.model`` / ``args.store`` and its example input."""
     import torch
 
     from ..engine import DemandLayeredModel, LayerStore
     from ..perception.models import build_skeleton, example_input
     torch.set_num_threads(args.threads)
-    store = LayerStore.open(args.store)
+    store = store if store is not None else LayerStore.open(args.store)
     dl = DemandLayeredModel(build_skeleton(args.model), store, device=args.device, **config)
     hw = tuple(args.input_size) if args.input_size else None
     x = example_input(args.model, hw, seed=1)
@@ -54,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.budget_x_largest:
         budget = int(args.budget_x_largest * store.largest_unit_bytes)
     resident = [int(i) for i in args.resident.split(',') if i] if args.resident else ()
-    dl, x = _open_model(args, mode=args.mode, budget_bytes=budget, resident=resident)
+    dl, x = _open_model(args, store, mode=args.mode, budget_bytes=budget, resident=resident)
     for i in range(args.warmup + args.frames):
         t0 = time.perf_counter()
         dl(*x)
