@@ -93,12 +93,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """Replay the bundled camera stream through the node (see demo.py)."""
-    from .demo import run_demo
-    return run_demo(args)
-
-
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--model', required=True)
     p.add_argument('--store', required=True)
@@ -148,18 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     from .bag import add_parser as add_bag
     add_bag(sub)
 
-    d = sub.add_parser('demo', help='replay the bundled camera stream through the node')
-    d.add_argument('--model', default='fasterrcnn_mobilenet_v3_large_320_fpn')
-    d.add_argument('--weights', default='none')
-    d.add_argument('--frames', type=int, default=90, help='frames when writing the camera bag')
-    d.add_argument('--bag', help='camera bag to replay (default: the bundled stream)')
-    d.add_argument('--rate', type=float, default=0.2, help='replay speed; 0.2 plays the 30 Hz '
-                   'camera at 6 frames/s, about what a 2-core CPU keeps up with')
-    d.add_argument('--deadline-ms', type=float, default=1000.0)
-    d.add_argument('--budget-mb', type=float, default=0.0, help='0: the pipelined minimum')
-    d.add_argument('--out', default='demo_out')
-    d.add_argument('--timeout', type=float, default=600)
-    d.set_defaults(func=cmd_demo)
+    from .demo import add_parser as add_demo
+    add_demo(sub)
     return p
 
 

@@ -2,25 +2,36 @@
 """A demand-layered detector: images in, plain detections out.
 
 It ties the store (exported in a child process if missing), the skeleton, the executor and the
-pre- and post-processing together.
+pre- and post-processing together, and is the one surface the node uses: configuration,
+prediction, memory figures and release, without reaching into the executor.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 import os
 from pathlib import Path
+import re
+import signal
 import subprocess
 import sys
-from typing import Any, Callable
+import time
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ..engine import DemandLayeredModel, LayerStore
+from ..engine.planner import Plan, plan_in_mode
 from ..engine.profile import load_or_measure, Profile
 from .detections import Detection, to_detections
 from .errors import ModelError
 from .models import build_skeleton, example_input, spec
 from .preprocess import to_input
+
+# what diagnostics show of the executor's figures
+STATS_KEYS = ('mode', 'budget_bytes', 'weight_bytes', 'weight_bytes_peak', 'min_budget_bytes',
+              'total_bytes', 'read_bandwidth_bps', 'stall_seconds', 'direct_io',
+              'on_demand_loads', 'resident_units')
 
 
 def default_store_path(model: str, weights: str, root: str | os.PathLike[str] | None = None
@@ -34,28 +45,111 @@ def default_store_path(model: str, weights: str, root: str | os.PathLike[str] | 
     return base / f'{model}-{tag}-s2.dls'
 
 
-def ensure_store(model: str, weights: str, path: Path, timeout: float = 900) -> Path:
+def export_command(model: str, weights: str, path: Path) -> list[str]:
+    """The child process that exports a store (the whole model is in memory only there)."""
+    return [sys.executable, '-m', 'demand_layering_ros.cli.main', 'export', '--model', model,
+            '--weights', weights, '--out', str(path)]
+
+
+def child_error(stderr: str) -> str:
+    """What failed in an export child, first: its one-line error, or the exception raised.
+
+    The CLI prints ``demand-layering export: <message>`` for errors it knows; a message may go
+    on for lines (torch's pickle refusal ends with advice), so only its first line is kept. An
+    unexpected error leaves a traceback whose exception line says what failed.
+    """
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    for ln in lines:
+        if ln.startswith('demand-layering export: '):
+            return ln[len('demand-layering export: '):][:300]
+    raised = [ln for ln in lines if re.match(r'^[A-Za-z_][\w.]*(Error|Exception|Interrupt)\b', ln)]
+    if raised:
+        return raised[-1][:300]
+    return (lines[0][:300] if lines else 'no error output')
+
+
+def ensure_store(model: str, weights: str, path: Path, timeout: float = 900,
+                 progress: Callable[[str], None] | None = None) -> Path:
     """Export the store in a child process when it is missing.
 
     Exporting needs the whole model in memory once; doing it in a child keeps the serving process
-    below its budget even while starting up.
+    below its budget even while starting up. ``progress`` hears 'exporting the store 40%' (from
+    the size of the file being written against the model's parameter count) every half second.
     """
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, '-m', 'demand_layering_ros.cli.main', 'export', '--model', model,
-           '--weights', weights, '--out', str(path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    what = f'exporting {model} (weights {weights}) to {path}'
+    proc = subprocess.Popen(export_command(model, weights, path), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    expected = _expected_bytes(model)
+    partial = path.with_name(path.name + '.partial')
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            _out, err = proc.communicate(timeout=0.5)
+            break
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline:
+                proc.kill()
+                proc.communicate()
+                raise ModelError(f'{what} did not finish within {timeout:.0f} s') from None
+            if progress is not None:
+                progress('exporting the store' + _percent(partial, expected))
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name
+        hint = ' (out of memory?)' if name == 'SIGKILL' else ''
+        raise ModelError(f'{what} failed: the export process was killed by {name}{hint}')
     if proc.returncode != 0:
-        raise ModelError(f'export of {model} failed: {proc.stderr.strip()[-400:]}')
+        raise ModelError(f'{what} failed: {child_error(err)}')
     return path
+
+
+def _expected_bytes(model: str) -> int:
+    """About the size of a model's store: its published parameter count in float32."""
+    weights = spec(model).weights_enum
+    return 4 * int(weights.DEFAULT.meta.get('num_params', 0)) if weights is not None else 0
+
+
+def _percent(partial: Path, expected: int) -> str:
+    try:
+        written = partial.stat().st_size
+    except OSError:
+        return ''  # still building the model and tracing its order
+    return f' {min(99, 100 * written // expected)}%' if expected else ''
+
+
+def device_name(device: str) -> str:
+    """'cuda:0 (NVIDIA H200)', 'cpu (AMD EPYC 7B13)': the device and what it is."""
+    if device.startswith('cuda'):
+        import torch
+        if torch.cuda.is_available():
+            return f'{device} ({torch.cuda.get_device_name(torch.device(device))})'
+        return device
+    try:
+        with open('/proc/cpuinfo') as f:
+            model = next((ln.split(':', 1)[1].strip() for ln in f
+                          if ln.startswith('model name')), '')
+    except OSError:
+        model = ''
+    return f'{device} ({model})' if model else device
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """An executor configuration as the parameters ask for it (budget None = the minimum)."""
+
+    mode: str = 'pipelined'
+    budget_bytes: int | None = None
+    resident: tuple[str, ...] = ()
 
 
 class Detector:
     """Runs one detector through the demand-layered executor."""
 
     def __init__(self, model: str, store: Path, *, device: str = 'cpu',
-                 input_hw: tuple[int, int] | None = None, **executor: Any) -> None:
+                 input_hw: tuple[int, int] | None = None,
+                 engine: EngineRequest = EngineRequest()) -> None:
         s = spec(model)
         if not s.detector:
             raise ModelError(f'{model} is a classifier; the node serves detectors')
@@ -64,25 +158,98 @@ class Detector:
         self.input_hw = input_hw
         self.device = device
         self.store = LayerStore.open(store)
-        self.executor = DemandLayeredModel(build_skeleton(model), self.store, device=device,
-                                           **executor)
+        self._executor = DemandLayeredModel(build_skeleton(model), self.store, device=device)
+        self.profile: Profile | None = None
+        self._predicted_s: float | None = None
+        self.reconfigure(engine)
 
+    # -- inference ----------------------------------------------------------------------------
     def detect(self, rgb: np.ndarray, *, score_threshold: float = 0.0, max_detections: int = 100,
-               class_filter: tuple[str, ...] = (), abort: Callable[[], bool] | None = None
+               class_filter: Sequence[str] = (), abort: Callable[[], bool] | None = None
                ) -> list[Detection]:
         """Detect objects in an HxWx3 uint8 RGB image; boxes in that image's pixels."""
         tensor, scale = to_input(rgb, self.input_hw)
-        out = self.executor.infer([tensor.to(self.device)], abort=abort)[0]
+        out = self._executor.infer([tensor.to(self.device)], abort=abort)[0]
         return to_detections(out, self.categories, score_threshold=score_threshold,
                              max_detections=max_detections, class_filter=class_filter,
                              scale=scale)
 
-    def profile(self, runs: int = 2) -> Profile:
+    def remaining_s(self) -> float:
+        """Predicted compute still to come in the running inference (0 without a profile)."""
+        if self.profile is None:
+            return 0.0
+        return self.profile.remaining_s(self._executor.progress)
+
+    # -- configuration ------------------------------------------------------------------------
+    def resolve(self, request: EngineRequest) -> dict[str, Any]:
+        """The executor arguments of a request; ConfigError names an unknown resident unit."""
+        resident = [self._executor.unit_index(r) for r in request.resident]
+        budget = request.budget_bytes
+        if budget is None:
+            budget = self._executor.min_budget(request.mode, resident)
+        return {'mode': request.mode, 'budget_bytes': budget, 'resident': resident}
+
+    def validate(self, request: EngineRequest) -> Any:
+        """Check a request without applying it; BudgetError/ConfigError say why not."""
+        return self._executor.validate(**self.resolve(request))
+
+    def reconfigure(self, request: EngineRequest) -> Any:
+        """Apply a request from the next inference (any thread)."""
+        applied = self._executor.reconfigure(**self.resolve(request))
+        self._predict(applied.mode, applied.budget_bytes, applied.resident)
+        return applied
+
+    def apply_plan(self, plan: Plan) -> Any:
+        """Apply a planner's plan from the next inference."""
+        applied = self._executor.reconfigure(mode=plan.mode, budget_bytes=plan.budget_bytes,
+                                             resident=plan.resident)
+        self._predicted_s = plan.predicted_s
+        return applied
+
+    @property
+    def config(self) -> Any:
+        """The configuration the next inference uses."""
+        return self._executor.config
+
+    # -- profile and prediction ---------------------------------------------------------------
+    def measure_profile(self, runs: int = 2) -> Profile:
         """This store's profile on this machine (measured at the minimum budget once, reused)."""
         x = example_input(self.name, self.input_hw or spec(self.name).input_hw, seed=1)
         x = tuple([t.to(self.device) for t in a] if isinstance(a, list) else a for a in x)
-        return load_or_measure(self.executor, x, runs=runs)
+        self.profile = load_or_measure(self._executor, x, runs=runs)
+        cfg = self._executor.config
+        self._predict(cfg.mode, cfg.budget_bytes, cfg.resident)
+        return self.profile
+
+    @property
+    def predicted_s(self) -> float | None:
+        """The planner's prediction for the configuration in force (None without a profile)."""
+        return self._predicted_s
+
+    def _predict(self, mode: str, budget: int, resident: Any) -> None:
+        if self.profile is None:
+            return
+        try:
+            self._predicted_s = plan_in_mode(self.profile.pipeline, str(mode), budget,
+                                             frozenset(resident)).predicted_s
+        except ValueError:
+            self._predicted_s = None
+
+    @property
+    def hardware_id(self) -> str:
+        """The device inference runs on, by name (diagnostics' hardware_id)."""
+        return device_name(self.device)
+
+    # -- memory -------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """The executor's memory and I/O figures that diagnostics show."""
+        s = self._executor.stats()
+        return {k: s[k] for k in STATS_KEYS if k in s}
+
+    def release(self) -> None:
+        """Give every weight buffer back; the next inference loads what it needs."""
+        self._executor.release()
 
     def close(self) -> None:
         """Release weights and threads."""
-        self.executor.close()
+        self._executor.close()

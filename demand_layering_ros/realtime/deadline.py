@@ -4,14 +4,38 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from typing import Callable
 
-POLICIES = ('skip_stale', 'abort', 'complete')
+
+class DeadlinePolicy(str, Enum):
+    """What happens to a frame that is, or will be, late."""
+
+    SKIP_STALE = 'skip_stale'   # drop frames already late before inference
+    ABORT = 'abort'             # also cancel an inference that can no longer finish in time
+    COMPLETE = 'complete'       # run every frame to the end; lateness is only counted
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class DeadlineReference(str, Enum):
+    """The instant a frame's deadline counts from."""
+
+    STAMP = 'stamp'       # the header stamp: end-to-end from the camera (one clock for all)
+    ARRIVAL = 'arrival'   # when the node received the frame: cameras with a clock of their own
+
+    def __str__(self) -> str:
+        return self.value
+
+
+POLICIES = tuple(p.value for p in DeadlinePolicy)
+REFERENCES = tuple(r.value for r in DeadlineReference)
 
 
 @dataclass(frozen=True)
 class Deadline:
-    """A frame's deadline: its stamp plus the allowed delay, on the node clock."""
+    """A frame's deadline: its reference time plus the allowed delay, on the node clock."""
 
     stamp_ns: int
     deadline_ns: int
@@ -27,7 +51,7 @@ class Deadline:
 
     def should_skip(self, policy: str, now_ns: int) -> bool:
         """Drop before inference? (every policy but complete drops frames already too old)."""
-        return policy != 'complete' and self.passed(now_ns)
+        return policy != DeadlinePolicy.COMPLETE and self.passed(now_ns)
 
     def abort_check(self, policy: str, clock_ns: Callable[[], int],
                     remaining_ns: Callable[[], int]) -> Callable[[], bool] | None:
@@ -35,6 +59,6 @@ class Deadline:
 
         It cancels once the deadline can no longer be met: now + predicted remaining time past it.
         """
-        if policy != 'abort':
+        if policy != DeadlinePolicy.ABORT:
             return None
         return lambda: clock_ns() + remaining_ns() > self.deadline_ns

@@ -1,30 +1,73 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""One DiagnosticStatus for the detector: rates, latency, drops, memory; STALE without input."""
+"""One DiagnosticStatus for the detector: its level and message, rates, latency split, memory.
+
+The level comes from the node's state and the runner's recent window (realtime.health), so it
+clears once the cause is gone; the values keep the cumulative counters for dashboards.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-STALE_AFTER_S = 3.0
+from ..realtime.health import Level
+
+STALE_AFTER_S = 3.0      # no frame for this long: the input is stale
+SILENT_INPUT_S = 5.0     # publishers exist but nothing arrived for this long: say why it may be
+PROFILE_FILE = 'share/demand_layering_ros/config/fastdds_large_frames.xml'
 
 
-def status(name: str, frames: dict[str, float], engine: dict[str, Any], error: str | None,
-           active: bool) -> DiagnosticStatus:
-    """Build the status: ERROR on a degraded node, STALE without input, WARN on misses."""
-    if error:
-        level, message = DiagnosticStatus.ERROR, error
-    elif not active:
-        level, message = DiagnosticStatus.STALE, 'inactive'
-    elif frames.get('last_input_age_s', float('inf')) > STALE_AFTER_S:
-        level, message = DiagnosticStatus.STALE, 'no input images'
-    elif frames.get('deadline_missed', 0) or frames.get('aborted', 0):
-        level, message = DiagnosticStatus.WARN, 'deadline misses'
-    else:
-        level, message = DiagnosticStatus.OK, 'ok'
-    values = {**{k: v for k, v in frames.items()}, **engine}
-    return DiagnosticStatus(level=level, name=name, message=message, hardware_id='',
+@dataclass
+class Inputs:
+    """What the node knows when it publishes diagnostics."""
+
+    name: str
+    hardware_id: str
+    frames: dict[str, float] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+    health: tuple[Level, str] = (Level.OK, 'ok')
+    error: str | None = None          # why configure failed
+    preparing: str | None = None      # progress of export/profile before configure
+    active: bool = False
+    topic: str = 'image'
+    publishers: int = 0
+    silent_s: float = 0.0             # seconds without a frame (since activation at most)
+
+
+def level_and_message(i: Inputs) -> tuple[Level, str]:
+    """The level and message: configure errors, preparation, input, then the recent window."""
+    if i.error:
+        return Level.ERROR, i.error
+    if i.preparing is not None:
+        return Level.OK, f'preparing: {i.preparing}'
+    if not i.active:
+        return Level.STALE, 'inactive'
+    level, message = i.health
+    if level == Level.ERROR:
+        return level, message
+    if i.publishers and i.silent_s > SILENT_INPUT_S:
+        return Level.WARN, (
+            f'{i.publishers} publisher(s) on {i.topic} but no frame for {i.silent_s:.0f} s: '
+            'with best-effort QoS Fast DDS loses frames larger than the publisher\'s '
+            'shared-memory segment (512 KiB by default) or the socket buffers, and an '
+            'incompatible QoS delivers nothing; start the camera with '
+            f'FASTDDS_DEFAULT_PROFILES_FILE (FASTRTPS_DEFAULT_PROFILES_FILE before Kilted) = '
+            f'<prefix>/{PROFILE_FILE} (the launch file sets it), or subscribe reliably: '
+            f'qos_overrides.{i.topic}.subscription.reliability: reliable')
+    if i.frames.get('last_input_age_s', float('inf')) > STALE_AFTER_S:
+        return Level.STALE, ('no input images' + ('' if i.publishers
+                                                  else f' (no publisher on {i.topic})'))
+    return level, message
+
+
+def status(i: Inputs) -> DiagnosticStatus:
+    """Build the status message."""
+    level, message = level_and_message(i)
+    values = {**i.frames, **i.engine}
+    return DiagnosticStatus(level=bytes([int(level)]), name=i.name, message=message,
+                            hardware_id=i.hardware_id,
                             values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])
 
 

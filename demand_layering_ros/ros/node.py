@@ -1,44 +1,54 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""The ``demand_layering_node`` lifecycle node: camera in, detections out, live memory tuning.
+"""The ``demand_layering_node`` lifecycle node: an adapter between ROS and the frame runner.
 
-Receiving and inference run on separate threads joined by a one-frame slot (the newest frame
-wins). Parameters are validated in the set-parameters callback and handed to the executor, which
-applies them before the next frame.
+The node turns messages into frames for ``realtime.FrameRunner`` and detections back into
+messages; parameters are validated once (on-set callback) and the accepted values applied as a
+settings snapshot and an engine request (post-set callback). The slow part of configure -
+exporting and profiling the store - runs on a worker thread before the transition, so the
+executor keeps answering services and publishing diagnostics meanwhile.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 import resource
-import threading
+import signal
 import time
-import traceback
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
 import rclpy
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, qos_profile_sensor_data,
-                       ReliabilityPolicy)
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.qos_overriding_options import QoSOverridingOptions
+from rclpy.task import Future
 from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
 from . import conversion, diagnostics
-from .params import check, descriptor, SPEC
-from ..engine import EngineError, InferenceAborted
-from ..engine.profile import Profile
-from ..engine.simulate import simulate
-from ..perception import default_store_path, Detector, ensure_store, PerceptionError
-from ..realtime import Deadline, FrameSlot, FrameStats
+from .params import (check, descriptor, detector_spec, engine_from, ENGINE, settings_from,
+                     SPEC)
+from ..engine.errors import EngineError
+from ..perception.detections import Detection
+from ..perception.detector import Detector
+from ..perception.models import spec
+from ..perception.prepare import Preparation
 from ..realtime.auto_tune import AutoTuner
+from ..realtime.runner import describe, FrameRunner
+from ..realtime.settings import Settings
 
 MiB = 2 ** 20
-LIVE_ENGINE = ('memory_budget_mb', 'execution_mode', 'resident_units')
-REPLAN_ON = ('auto_tune', 'deadline_ms', 'memory_budget_mb')
+WARN_EVERY_S = 5.0  # a bad stream must not flood the log: each kind of warning this often
+# REP-2003 sensor data: best effort, volatile, only the newest frame matters (users override
+# these with the standard qos_overrides.<topic>.subscription.* parameters)
+INPUT_QOS = dict(history=HistoryPolicy.KEEP_LAST, depth=1,
+                 reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
+
+Message = Image | CompressedImage
 
 
 class DemandLayeringNode(LifecycleNode):
@@ -46,315 +56,287 @@ class DemandLayeringNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('demand_layering_node', **kwargs)
-        for name, (default, *_rest) in SPEC.items():
-            self.declare_parameter(name, default, descriptor(name))
-        self.declare_parameter('input_qos_reliability', 'best_effort', descriptor_text(
-            'best_effort (sensor data) | reliable', read_only=True))
-        self.declare_parameter('input_qos_depth', 1, descriptor_text('input queue depth',
-                                                                     read_only=True))
-        self.add_on_set_parameters_callback(self._validate_parameters)
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        for name in SPEC:
+            self.declare_parameter(name, SPEC[name][0], descriptor(name))
+        self._values: dict[str, Any] = {n: self.get_parameter(n).value for n in SPEC}
+        model = self._values['model']
+        self.categories: list[str] = spec(model).categories() if not check('model', model) else []
+        # values from the command line or a parameter file never passed the on-set callback
+        self._start_error = next((r for n, v in self._values.items()
+                                  if (r := check(n, v, self.categories))), None)
+        self.runner: FrameRunner[Message] = FrameRunner(
+            convert=self._to_rgb, publish=self._publish, clock_ns=self._now_ns, reporter=self,
+            settings=Settings() if self._start_error else settings_from(self._values),
+            debug=self._publish_debug, want_debug=self._debug_wanted)
         self.detector: Detector | None = None
-        self.profile: Profile | None = None
-        self.tuner: AutoTuner | None = None
-        self._replan = threading.Event()
-        self._predicted_s: float | None = None
-        self.stats = FrameStats()
-        self.slot: FrameSlot[tuple[Any, int]] = FrameSlot()
         self.error: str | None = None
-        self._sub = None
-        self._worker: threading.Thread | None = None
-        self._running = threading.Event()
-        self._active = False
-        self._warn_clock = Clock(clock_type=ClockType.STEADY_TIME)
-        self._last_warn = 0.0
-        self.det_pub = self.create_publisher(Detection2DArray, 'detections', 10)
-        self.label_pub = self.create_publisher(LabelInfo, 'label_info', QoSProfile(
+        self._preparation: Preparation | None = None
+        self._pending: tuple[dict[str, Any], set[str]] | None = None
+        self._sub: Any = None
+        self._active_since: float | None = None
+        self._last_frame = 0.0
+        self._hardware_id = str(self._values['device'])
+        self._loggers: dict[str, Any] = {}
+        self._arrays = conversion.DetectionArrayBuilder()  # used by the inference thread only
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        # Humble's rclpy has no post-set callback: apply at the end of the on-set callback,
+        # which is the last check a set passes (descriptors are checked before it)
+        post_set = getattr(self, 'add_post_set_parameters_callback', None)
+        self._apply_on_set = post_set is None
+        if post_set is not None:
+            post_set(self._on_post_set_parameters)
+        self.det_pub = self.create_lifecycle_publisher(Detection2DArray, 'detections', 10)
+        self.label_pub = self.create_lifecycle_publisher(LabelInfo, 'label_info', QoSProfile(
             depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.debug_pub = self.create_publisher(Image, '~/debug_image', 1)
+        self.debug_pub = self.create_lifecycle_publisher(Image, '~/debug_image', 1)
+        # diagnostics also while unconfigured or inactive: that is when they explain most
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_timer(1.0, self._publish_diagnostics,
-                          clock=Clock(clock_type=ClockType.STEADY_TIME))
-        if self.get_parameter('autostart').value:
-            self._autostart = self.create_timer(0.01, self._start,
-                                                clock=Clock(clock_type=ClockType.STEADY_TIME))
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(1.0, self._publish_diagnostics, clock=steady)
+        self._wait_for_preparation_before_configure()
+        if self._values['autostart']:
+            self._autostart = self.create_timer(0.01, self._start, clock=steady)
 
-    def _start(self) -> None:
+    async def _start(self) -> None:
         self._autostart.cancel()
+        await self._prepare()
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
+    # -- configure off the executor thread ------------------------------------------------------
+    def _wait_for_preparation_before_configure(self) -> None:
+        """Make the change_state service await the export and profile before configuring.
+
+        rclpy's transition callbacks are synchronous: a minutes-long export inside on_configure
+        would stop this single-threaded executor. The service callback is wrapped in a
+        coroutine that first awaits the preparation (a worker thread) - the executor serves
+        everything else meanwhile - and then runs rclpy's own handler, whose on_configure only
+        adopts the prepared detector. The caller's response arrives when the work is done;
+        until then the state reads 'unconfigured' and diagnostics show the progress.
+        """
+        service = getattr(self, '_service_change_state', None)
+        if service is None:  # enable_communication_interface=False: no service to wrap
+            return
+        handler = service.callback
+
+        async def change_state(request: Any, response: Any) -> Any:
+            t = request.transition
+            if t.id == Transition.TRANSITION_CONFIGURE or t.label == 'configure':
+                if self._preparation is not None and not self._preparation.done:
+                    response.success = False  # a configure is already under way
+                    return response
+                await self._prepare()
+            return handler(request, response)
+        service.callback = change_state
+
+    async def _prepare(self) -> None:
+        """Run the preparation on its thread and wait for it without blocking the executor."""
+        if self._start_error or self.detector is not None:
+            return  # on_configure reports the error / is configured already
+        if self._preparation is None:
+            self._preparation = Preparation(detector_spec(self._values))
+        done: Future[None] = Future(executor=self.executor)
+        # a done callback makes the finishing thread wake the executor (it schedules a task)
+        done.add_done_callback(lambda _f: None)
+        self._preparation.start(on_done=lambda: done.set_result(None))
+        await done
+
     # -- lifecycle ----------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
-        """Open (or export, in a child process) the store and build the executor."""
-        p = self._param
+        """Adopt the prepared detector (preparing it here when configure was called directly)."""
         try:
-            path = (Path(p('store_path')) if p('store_path')
-                    else default_store_path(p('model'), p('weights')))
-            ensure_store(p('model'), p('weights'), path)
-            size = tuple(p('input_size'))
-            self.detector = Detector(p('model'), path, device=p('device'),
-                                     input_hw=size if any(size) else None,
-                                     **self._engine_config())
-            self.profile = self.detector.profile()
-            self.tuner = AutoTuner(self.profile.pipeline)
-            self._predict()
-            if p('auto_tune'):
-                self._replan.set()
-        except (EngineError, PerceptionError, OSError) as err:
-            self.error = f'configure failed: {err}'
+            if self._start_error:
+                raise ValueError(self._start_error)
+            prep = self._preparation or Preparation(detector_spec(self._values))
+            detector = prep.result()  # waits here only when configure was called directly
+            self._preparation = None
+            try:  # parameters may have changed while the store was prepared
+                detector.reconfigure(engine_from(self._values))
+            except BaseException:
+                detector.close()
+                raise
+        except Exception as err:  # noqa: BLE001 - every failure becomes a reason, not a crash
+            self._preparation = None
+            self.error = f'configure failed: {describe(err)}'
             self.get_logger().error(self.error)
             return TransitionCallbackReturn.FAILURE
         self.error = None
-        header = conversion.Header()
-        header.stamp = self.get_clock().now().to_msg()
-        self.label_pub.publish(conversion.to_label_info(
-            self.detector.categories, p('score_threshold'), header))
-        s = self.detector.executor.stats()
+        self.detector = detector
+        self._hardware_id = detector.hardware_id
+        assert detector.profile is not None
+        self.runner.attach(detector, AutoTuner(detector.profile.pipeline))
+        s = detector.stats()
         self.get_logger().info(
-            f'{p("model")}: {s["units"]} units, {s["total_bytes"] / MiB:.1f} MiB of weights, '
-            f'{s["mode"]} within {s["budget_bytes"] / MiB:.1f} MiB '
-            f'(direct I/O {"on" if s["direct_io"] else "off"}) from {path}; profile: compute '
-            f'{self.profile.pipeline.compute_total_s * 1e3:.0f} ms, reads '
-            f'{self.profile.read_bandwidth_bps / 1e6:.0f} MB/s')
+            f'{detector.name}: {s["total_bytes"] / MiB:.1f} MiB of weights, {s["mode"]} within '
+            f'{s["budget_bytes"] / MiB:.1f} MiB (direct I/O {"on" if s["direct_io"] else "off"})'
+            f' from {detector.store.path} on {self._hardware_id}; profile: compute '
+            f'{detector.profile.pipeline.compute_total_s * 1e3:.0f} ms')
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        """Subscribe and start the inference thread."""
-        compressed = self._param('input_transport') == 'compressed'
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=self._param('input_qos_depth'),
-                         reliability=ReliabilityPolicy.RELIABLE
-                         if self._param('input_qos_reliability') == 'reliable'
-                         else qos_profile_sensor_data.reliability)
+        """Subscribe, start the runner, enable the publishers and latch the class map."""
+        compressed = self._values['input_transport'] == 'compressed'
         self._sub = self.create_subscription(
             CompressedImage if compressed else Image,
-            'image/compressed' if compressed else 'image', self._on_image, qos)
-        self.slot.reopen()
-        self._running.set()
-        self._worker = threading.Thread(target=self._infer_loop, name='dl-infer', daemon=True)
-        self._worker.start()
-        self._active = True
-        return super().on_activate(state)
+            'image/compressed' if compressed else 'image', self._on_image,
+            QoSProfile(**INPUT_QOS),
+            qos_overriding_options=QoSOverridingOptions.with_default_policies())
+        self.runner.start()
+        self._active_since = time.monotonic()
+        result = super().on_activate(state)
+        header = conversion.Header()
+        header.stamp = self.get_clock().now().to_msg()
+        self.label_pub.publish(conversion.to_label_info(
+            self.categories, self._values['score_threshold'], header))
+        return result
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
         """Stop inference and give the weight memory back."""
-        self._stop_worker()
+        self._stop_input()
         if self.detector is not None:
-            self.detector.executor.release()
+            self.detector.release()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
-        """Close the executor."""
-        self._stop_worker()
-        if self.detector is not None:
-            self.detector.close()
-            self.detector = None
+        """Close the detector."""
+        self.close()
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: State) -> TransitionCallbackReturn:
         """Same as cleanup."""
         return self.on_cleanup(state)
 
-    def _stop_worker(self) -> None:
-        self._active = False
+    def _stop_input(self) -> None:
+        self._active_since = None
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
-        self._running.clear()
-        self.slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=30)
-            self._worker = None
+        self.runner.stop()
+
+    def close(self) -> None:
+        """Stop the runner (a running inference is cancelled) and close the detector."""
+        self._stop_input()
+        self.runner.detach()
+        if self.detector is not None:
+            self.detector.close()
+            self.detector = None
 
     # -- frames -------------------------------------------------------------------------------
-    def _on_image(self, msg: Image | CompressedImage) -> None:
-        now = self.get_clock().now().nanoseconds
-        self.stats.received(now)
-        self.slot.put((msg, now))
+    def _now_ns(self) -> int:
+        return self.get_clock().now().nanoseconds
 
-    def _infer_loop(self) -> None:
-        while self._running.is_set():
-            item = self.slot.take(timeout=0.5)
-            if item is None:
-                continue
-            msg, _received = item
-            try:
-                if self._replan.is_set() and self._param('auto_tune'):
-                    self._auto_tune()
-                self._process(msg)
-            except Exception as err:  # noqa: BLE001 - the node keeps running, and says why
-                self.stats.count('failed')
-                self._warn(f'frame failed: {err}\n{traceback.format_exc(limit=3)}')
+    def _on_image(self, msg: Message) -> None:
+        self._last_frame = time.monotonic()
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.runner.offer(msg, stamp, self._now_ns())
 
-    def _process(self, msg: Image | CompressedImage) -> None:
-        p = self._param
-        det = self.detector
-        assert det is not None
-        stamp = rclpy.time.Time.from_msg(msg.header.stamp, clock_type=self.get_clock().clock_type)
-        deadline = Deadline.after(stamp.nanoseconds, p('deadline_ms'))
-        policy = p('deadline_policy')
-        clock = self.get_clock()
-        if deadline.should_skip(policy, clock.now().nanoseconds):
-            self.stats.count('dropped_stale')
-            return
-        try:
-            rgb = (conversion.compressed_to_rgb(msg) if isinstance(msg, CompressedImage)
-                   else conversion.image_to_rgb(msg))
-        except PerceptionError as err:
-            self.stats.count('rejected')
-            self._warn(f'rejected image (frame_id {msg.header.frame_id!r}): {err}')
-            return
-        t0 = time.perf_counter()
-        try:
-            detections = det.detect(
-                rgb, score_threshold=p('score_threshold'), max_detections=p('max_detections'),
-                class_filter=tuple(c for c in p('class_filter') if c),
-                abort=deadline.abort_check(policy, lambda: clock.now().nanoseconds,
-                                           self._remaining_ns))
-        except InferenceAborted:
-            self.stats.count('aborted')
-            return
-        infer_ms = (time.perf_counter() - t0) * 1e3
-        if p('auto_tune') and self.tuner is not None and self.tuner.observe(infer_ms / 1e3):
-            self._replan.set()
-        self.det_pub.publish(conversion.to_detection_array(detections, msg.header))
-        now = clock.now().nanoseconds
-        if deadline.passed(now):
-            self.stats.count('deadline_missed')
-        self.stats.processed(now, (now - stamp.nanoseconds) / 1e6, infer_ms)
-        if p('debug_image') and self.debug_pub.get_subscription_count() > 0:
-            self.debug_pub.publish(conversion.rgb_to_image(conversion.draw(rgb, detections),
-                                                           msg.header))
+    @staticmethod
+    def _to_rgb(msg: Message, s: Settings) -> Any:
+        return conversion.to_rgb(msg, s.max_input_pixels)
 
-    def _warn(self, text: str) -> None:
-        now = time.monotonic()
-        if now - self._last_warn > 2.0:  # throttled: a bad stream must not flood the log
-            self._last_warn = now
-            self.get_logger().warning(text)
+    def _publish(self, msg: Message, detections: list[Detection]) -> None:
+        self.det_pub.publish(self._arrays.build(detections, msg.header))
+
+    def _debug_wanted(self) -> bool:
+        return self.debug_pub.get_subscription_count() > 0
+
+    def _publish_debug(self, msg: Message, rgb: Any, detections: list[Detection]) -> None:
+        self.debug_pub.publish(conversion.rgb_to_image(conversion.draw(rgb, detections),
+                                                       msg.header))
+
+    # -- what the runner says -----------------------------------------------------------------
+    def warn(self, kind: str, text: str) -> None:
+        """A throttled warning; each kind has its own logger so one cannot hide another."""
+        logger = self._loggers.get(kind)
+        if logger is None:
+            logger = self._loggers[kind] = self.get_logger().get_child(kind)
+        logger.warning(text, throttle_duration_sec=WARN_EVERY_S)
+
+    def info(self, text: str) -> None:
+        """An information line."""
+        self.get_logger().info(text)
 
     # -- parameters ---------------------------------------------------------------------------
-    def _param(self, name: str) -> Any:
-        return self.get_parameter(name).value
-
-    def _engine_config(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        values = {n: self._param(n) for n in LIVE_ENGINE}
-        values.update(overrides or {})
-        mode = values['execution_mode']
-        budget = values['memory_budget_mb']
-        return dict(mode='pipelined' if mode == 'auto' else mode,
-                    budget_bytes=int(budget * MiB) if budget > 0 else None,
-                    resident=[r for r in values['resident_units'] if r])
-
-    def _resolved(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The executor configuration of the parameters; budget 0 = the mode's minimum."""
-        assert self.detector is not None
-        cfg = self._engine_config(overrides)
-        if cfg['budget_bytes'] is None:
-            ex = self.detector.executor
-            cfg['budget_bytes'] = ex.min_budget(cfg['mode'],
-                                                [ex.unit_index(r) for r in cfg['resident']])
-        return cfg
-
-    def _validate_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        changes = {}
-        for prm in params:
-            if prm.name not in SPEC:
-                continue
-            reason = check(prm.name, prm.value)
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        """Validate a change once; keep the accepted values for the post-set callback."""
+        changes = {p.name: p.value for p in params if p.name in SPEC}
+        if not changes:
+            return SetParametersResult(successful=True)
+        for name, value in changes.items():
+            reason = check(name, value, self.categories)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
-            changes[prm.name] = prm.value
-        if self.detector is not None and any(n in changes for n in LIVE_ENGINE):
+        values = {**self._values, **changes}
+        if self.detector is not None and set(changes) & {*ENGINE, 'auto_tune'}:
             try:
-                self.detector.executor.validate(**self._resolved(changes))
+                self.detector.validate(engine_from(values))
             except (EngineError, ValueError) as err:
                 return SetParametersResult(successful=False, reason=str(err))
+        self._pending = (values, set(changes))
+        if self._apply_on_set:
+            self._on_post_set_parameters(params)
         return SetParametersResult(successful=True)
 
-    def _apply_parameters(self, params: list[Parameter]) -> None:
-        if self.detector is None:
+    def _on_post_set_parameters(self, params: list[Parameter]) -> None:
+        """Apply what the on-set callback accepted: a new snapshot, and the engine request."""
+        pending, self._pending = self._pending, None
+        if pending is None:
             return
-        names = {p.name for p in params}
-        if self._param('auto_tune'):
-            if names & set(REPLAN_ON):
-                self._replan.set()  # planned on the inference thread, before the next frame
-            return
-        if names & (set(LIVE_ENGINE) | {'auto_tune'}):
-            applied = self.detector.executor.reconfigure(**self._resolved())
-            self._predict()
+        values, changed = pending
+        self._values = values
+        self.runner.update(settings_from(values))
+        if self.detector is not None and not values['auto_tune'] and \
+                changed & {*ENGINE, 'auto_tune'}:
+            applied = self.detector.reconfigure(engine_from(values))
             self.get_logger().info(f'executor: {applied.mode} within '
                                    f'{applied.budget_bytes / MiB:.1f} MiB from the next frame')
 
-    def _auto_tune(self) -> None:
-        """Plan the least memory whose predicted delay meets the deadline, within the budget."""
-        assert self.detector is not None and self.tuner is not None
-        self._replan.clear()
-        frames = self.stats.snapshot(self.get_clock().now().nanoseconds)
-        deadline_s = self._param('deadline_ms') / 1e3
-        # time outside inference (transport, conversion, waiting) comes off the deadline
-        outside = max(0.0, frames.get('latency_ms_p50', 0.0) - frames.get('inference_ms_p50',
-                                                                          0.0)) / 1e3
-        cap_mb = self._param('memory_budget_mb')
-        plan = self.tuner.plan(max(1e-3, deadline_s - (outside or 0.1 * deadline_s)),
-                               int(cap_mb * MiB) if cap_mb > 0 else None)
-        self.detector.executor.reconfigure(mode=plan.mode, budget_bytes=plan.budget_bytes,
-                                           resident=plan.resident)
-        self._predicted_s = self.tuner.predicted_s()
-        st = self.tuner.state
-        self.get_logger().info(
-            f'auto_tune: {plan.mode} within {plan.budget_bytes / MiB:.1f} MiB, '
-            f'{len(plan.resident)} resident units, predicted {self._predicted_s * 1e3:.0f} ms '
-            f'for a target of {st.target_s * 1e3:.0f} ms'
-            + ('' if st.met else ' (target not reachable within the budget: fastest allowed)'))
-
-    def _predict(self) -> None:
-        """The planner's prediction for the configuration now in force (for diagnostics)."""
-        if self.profile is None or self.detector is None:
-            return
-        cfg = self.detector.executor.config
-        try:
-            self._predicted_s = simulate(self.profile.pipeline, cfg.mode, cfg.budget_bytes,
-                                         cfg.resident, cfg.prefetch_depth).latency_s
-        except ValueError:
-            self._predicted_s = None
-
-    def _remaining_ns(self) -> int:
-        """Predicted compute still to come in the running inference (abort policy)."""
-        if self.profile is None or self.detector is None:
-            return 0
-        ratio = self.tuner.state.ratio if self.tuner is not None else 1.0
-        return int(self.profile.remaining_s(self.detector.executor.progress) * ratio * 1e9)
-
     # -- diagnostics --------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        frames = self.stats.snapshot(self.get_clock().now().nanoseconds)
-        frames['superseded'] = float(self.slot.superseded)
+        now_ns = self._now_ns()
+        frames = self.runner.stats.snapshot(now_ns)
         engine: dict[str, Any] = {'rss_peak_bytes': resource.getrusage(
             resource.RUSAGE_SELF).ru_maxrss * 1024}
-        if self.detector is not None:
-            s = self.detector.executor.stats()
-            engine.update({k: s[k] for k in (
-                'mode', 'budget_bytes', 'weight_bytes', 'weight_bytes_peak', 'min_budget_bytes',
-                'total_bytes', 'read_bandwidth_bps', 'stall_seconds', 'direct_io',
-                'on_demand_loads', 'resident_units')})
-            engine['model'] = self.detector.name
-            engine['predicted_ms'] = (self._predicted_s * 1e3 if self._predicted_s is not None
-                                      else None)
-            engine['auto_tune'] = bool(self._param('auto_tune'))
-        st = diagnostics.status(f'{self.get_name()}: detector', frames, engine, self.error,
-                                self._active)
+        det = self.detector
+        if det is not None:
+            engine.update(det.stats())
+            engine['model'] = det.name
+            predicted = self.runner.predicted_s
+            engine['predicted_ms'] = predicted * 1e3 if predicted is not None else None
+            engine['auto_tune'] = bool(self._values['auto_tune'])
+        stamp = self.runner.last_stamp
+        if stamp is not None:
+            engine['clock_offset_s'] = stamp.offset_ns / 1e9
+        engine['deadline_reference'] = str(self.runner.settings.deadline_reference)
+        active = self._active_since is not None
+        topic = self._sub.topic_name if self._sub is not None else ''
+        publishers = self.count_publishers(topic) if topic else 0
+        silent = (time.monotonic() - max(self._active_since, self._last_frame)
+                  if self._active_since is not None else 0.0)
+        prep = self._preparation
+        st = diagnostics.status(diagnostics.Inputs(
+            name=f'{self.get_fully_qualified_name()}: detector', hardware_id=self._hardware_id,
+            frames=frames, engine=engine, health=self.runner.health.assess(), error=self.error,
+            preparing=prep.progress if prep is not None and not prep.done else None,
+            active=active, topic=topic, publishers=publishers, silent_s=silent))
         self.diag_pub.publish(diagnostics.array(self.get_clock().now().to_msg(), st))
 
 
-def descriptor_text(text: str, read_only: bool = False) -> Any:
-    """A plain descriptor for parameters outside SPEC."""
-    from rcl_interfaces.msg import ParameterDescriptor
-    return ParameterDescriptor(description=text, read_only=read_only)
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(args: list[str] | None = None) -> int:
-    """Run the node until shutdown."""
-    rclpy.init(args=args)
+    """Run the node until SIGINT or SIGTERM, then stop inference before leaving ROS."""
+    # Our own signal handling: rclpy's would invalidate the context while an inference is
+    # still running, and its publish would then fail with a traceback.
+    try:
+        from rclpy.signals import SignalHandlerOptions
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    except ImportError:  # older rclpy without the option: keep its handlers
+        rclpy.init(args=args)
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     node = DemandLayeringNode()
     # Callbacks only hand frames over and answer services (inference has its own thread); a
     # multi-threaded executor busy-spins a core while a callback group is occupied.
@@ -365,9 +347,9 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._stop_worker()
-        if node.detector is not None:
-            node.detector.close()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut this short
+        node.close()
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

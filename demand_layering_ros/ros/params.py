@@ -1,18 +1,31 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""The node's parameters: descriptors with ranges, and validation that says why it refuses."""
+"""The node's parameters: descriptors with ranges, validation that says why it refuses.
+
+Accepted values become plain records - the per-frame settings snapshot, the engine request and
+the detector spec - so the node's hot path reads attributes, never parameters.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Mapping, Sequence
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType)
 
+from ..perception.detector import default_store_path, EngineRequest
 from ..perception.models import DETECTORS
-from ..realtime.deadline import POLICIES
+from ..perception.prepare import DetectorSpec
+from ..realtime.deadline import DeadlinePolicy, DeadlineReference, POLICIES, REFERENCES
+from ..realtime.settings import DEFAULT_MAX_INPUT_PIXELS, Settings
 
+MiB = 2 ** 20
 EXECUTION_MODES = ('preload', 'sequential', 'pipelined', 'auto')
 TRANSPORTS = ('raw', 'compressed')
+# parameters that change the executor's configuration (applied between two frames)
+ENGINE = ('memory_budget_mb', 'execution_mode', 'resident_units')
+# torchvision's COCO list pads unused ids with these; they are not classes to filter on
+NOT_CLASSES = ('__background__', 'N/A')
 
 # name: (default, description, read_only, range (lo, hi, step) or None)
 SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
@@ -24,6 +37,8 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
     'store_path': ('', 'layer store file; empty: ~/.cache/demand_layering_ros/<model>-<weights>'
                    '.dls, exported in a child process when missing', True, None),
     'device': ('cpu', 'cpu | cuda | cuda:N', True, None),
+    'num_threads': (0, 'torch intra-op threads for inference (a robot shares its CPU); 0 = '
+                    "torch's default (OMP_NUM_THREADS or the core count)", True, (0, 1024, 1)),
     'input_transport': ('raw', 'raw (subscribes image) | compressed (image/compressed)', True,
                         None),
     'input_size': ([0, 0], '[height, width] the image is resized to before inference; [0, 0] '
@@ -35,8 +50,11 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
     'execution_mode': ('pipelined', 'preload | sequential | pipelined | auto (pipelined at the '
                        'budget; no streaming when the budget holds the model)', False, None),
     'resident_units': ([''], 'unit names kept loaded permanently ([""] = none)', False, None),
-    'deadline_ms': (500.0, 'a frame is due this long after its header stamp (node clock)', False,
-                    (1.0, 600000.0, 0.0)),
+    'deadline_ms': (500.0, 'a frame is due this long after its deadline reference (node clock)',
+                    False, (1.0, 600000.0, 0.0)),
+    'deadline_reference': ('stamp', 'stamp (the header stamp: end-to-end, needs the camera on '
+                           'the node clock) | arrival (when the node received the frame: '
+                           'cameras that stamp with a clock of their own)', False, None),
     'deadline_policy': ('skip_stale', 'skip_stale (drop frames already late) | abort (also '
                         'cancel an inference between units once now + the predicted remaining '
                         'compute passes the deadline) | complete', False, None),
@@ -47,7 +65,11 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
     'score_threshold': (0.5, 'drop detections scoring below this', False, (0.0, 1.0, 0.0)),
     'max_detections': (100, 'publish at most this many detections per frame', False,
                        (1, 10000, 1)),
-    'class_filter': ([''], 'publish only these class names or ids ([""] = all)', False, None),
+    'class_filter': ([''], 'publish only these class names or ids ([""] = all); names must be '
+                     "classes of the model", False, None),
+    'max_input_pixels': (DEFAULT_MAX_INPUT_PIXELS, 'refuse images with more pixels than this '
+                         '(compressed images before decoding, from their header)', False,
+                         (1, 16384 * 16384, 1)),
     'debug_image': (True, 'publish ~/debug_image (only computed while someone subscribes)',
                     False, None),
 }
@@ -70,14 +92,24 @@ def descriptor(name: str) -> ParameterDescriptor:
     return d
 
 
-def check(name: str, value: Any) -> str | None:
-    """Why ``value`` is not acceptable for ``name`` (None when it is); engine checks come later."""
+def class_names(categories: Sequence[str]) -> list[str]:
+    """The model's class names a filter may use."""
+    return [c for c in categories if c not in NOT_CLASSES]
+
+
+def check(name: str, value: Any, categories: Sequence[str] = ()) -> str | None:
+    """Why ``value`` is not acceptable for ``name`` (None when it is); engine checks come later.
+
+    ``categories`` are the model's classes (class_filter is checked against them).
+    """
     if name == 'model' and value not in DETECTORS:
         return f'model {value!r} is not a served detector ({", ".join(DETECTORS)})'
     if name == 'execution_mode' and value not in EXECUTION_MODES:
         return f'execution_mode {value!r}: one of {", ".join(EXECUTION_MODES)}'
     if name == 'deadline_policy' and value not in POLICIES:
         return f'deadline_policy {value!r}: one of {", ".join(POLICIES)}'
+    if name == 'deadline_reference' and value not in REFERENCES:
+        return f'deadline_reference {value!r}: one of {", ".join(REFERENCES)}'
     if name == 'input_transport' and value not in TRANSPORTS:
         return f'input_transport {value!r}: one of {", ".join(TRANSPORTS)}'
     if name == 'device' and not (value == 'cpu' or str(value).startswith('cuda')):
@@ -85,4 +117,47 @@ def check(name: str, value: Any) -> str | None:
     if name == 'input_size' and (len(value) != 2 or min(value) < 0 or
                                  (0 in value and any(value))):
         return f'input_size {list(value)}: [height, width], both positive, or [0, 0]'
+    if name == 'class_filter' and categories:
+        names = class_names(categories)
+        unknown = [c for c in value if c.strip() and c.strip() not in names
+                   and not (c.strip().isdigit() and int(c.strip()) < len(categories))]
+        if unknown:
+            return (f'class_filter {unknown}: not classes of this model (class names or ids '
+                    f'0..{len(categories) - 1}; names: {", ".join(names)})')
     return None
+
+
+def settings_from(values: Mapping[str, Any]) -> Settings:
+    """The per-frame settings snapshot of accepted parameter values."""
+    cap = values['memory_budget_mb']
+    return Settings(
+        deadline_ms=float(values['deadline_ms']),
+        deadline_policy=DeadlinePolicy(values['deadline_policy']),
+        deadline_reference=DeadlineReference(values['deadline_reference']),
+        score_threshold=float(values['score_threshold']),
+        max_detections=int(values['max_detections']),
+        class_filter=tuple(c.strip() for c in values['class_filter'] if c.strip()),
+        max_input_pixels=int(values['max_input_pixels']),
+        debug_image=bool(values['debug_image']),
+        auto_tune=bool(values['auto_tune']),
+        budget_cap_bytes=int(cap * MiB) if cap > 0 else None)
+
+
+def engine_from(values: Mapping[str, Any]) -> EngineRequest:
+    """The executor configuration the parameters ask for (budget 0 = the mode's minimum)."""
+    mode = values['execution_mode']
+    budget = values['memory_budget_mb']
+    return EngineRequest(mode='pipelined' if mode == 'auto' else mode,
+                         budget_bytes=int(budget * MiB) if budget > 0 else None,
+                         resident=tuple(r for r in values['resident_units'] if r))
+
+
+def detector_spec(values: Mapping[str, Any]) -> DetectorSpec:
+    """What configure builds: the detector, its store and how it runs."""
+    store = (Path(values['store_path']) if values['store_path']
+             else default_store_path(values['model'], values['weights']))
+    size = tuple(values['input_size'])
+    return DetectorSpec(model=values['model'], weights=values['weights'], store_path=store,
+                        device=values['device'],
+                        input_hw=(int(size[0]), int(size[1])) if any(size) else None,
+                        num_threads=int(values['num_threads']), engine=engine_from(values))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import cv2
@@ -23,10 +24,12 @@ from vision_msgs.msg import Detection2DArray
 class LiveNode:
     """The node in a subprocess plus a probe node here (publisher, subscribers, clients)."""
 
-    def __init__(self, store: str, model: str, *extra: str) -> None:
+    def __init__(self, store: str, model: str, *extra: str,
+                 extra_env: dict[str, str] | None = None) -> None:
         env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', OMP_NUM_THREADS='1')
-        cmd = ['demand_layering_node', '--ros-args', '-p', f'model:={model}',
-               '-p', f'store_path:={store}', *extra]
+        env.update(extra_env or {})
+        cmd = [sys.executable, '-m', 'demand_layering_ros.ros.node', '--ros-args',
+               '-p', f'model:={model}', '-p', f'store_path:={store}', *extra]
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         self.context = rclpy.Context()

@@ -57,7 +57,8 @@ def stop(proc: subprocess.Popen, timeout: float = 20) -> str:
 def replay(store: Path, camera: Path, out: Path, *params: str, rate: float = 1.0) -> dict:
     """Node (use_sim_time) <- bag play --clock; bag record of detections and diagnostics."""
     extra = ['-p', 'use_sim_time:=true', '-r', f'image:={RAW_TOPIC}',
-             '-p', 'input_qos_reliability:=reliable', '-p', 'input_qos_depth:=10',
+             '-p', f'qos_overrides.{RAW_TOPIC}.subscription.reliability:=reliable',
+             '-p', f'qos_overrides.{RAW_TOPIC}.subscription.depth:=10',
              '-p', 'deadline_ms:=5000.0', *params]
     node = LiveNode(str(store), MODEL, *extra)
     recorder = None

@@ -1,0 +1,295 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""The frame loop without ROS: slot, deadline, abort predicate, auto-tune, accounting.
+
+The node hands frames in (``offer``) and gets detections out (``publish``); everything between
+- which frame runs, whether it is still worth running, when to cancel it, re-planning the
+engine for the deadline, and where the time went - happens here, on the runner's own threads,
+with one settings snapshot per frame. The debug image is drawn on a thread of its own so that
+drawing never delays the next inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import threading
+import time
+from typing import Any, Callable, Generic, Protocol, Sequence, TYPE_CHECKING, TypeVar
+
+import numpy as np
+
+from .deadline import Deadline, DeadlineReference
+from .frame_slot import FrameSlot
+from .health import Health
+from .settings import Settings
+from .stamps import check_stamp, StampCheck
+from .stats import FrameStats
+from ..engine.errors import InferenceAborted
+from ..perception.detections import Detection
+from ..perception.errors import ImageError
+
+if TYPE_CHECKING:
+    from ..engine.planner import Plan
+    from .auto_tune import AutoTuner
+
+M = TypeVar('M')
+MiB = 2 ** 20
+
+
+class DetectorPort(Protocol):
+    """What the runner needs of a detector (perception.Detector provides it)."""
+
+    @property
+    def predicted_s(self) -> float | None: ...
+
+    def detect(self, rgb: np.ndarray, *, score_threshold: float, max_detections: int,
+               class_filter: Sequence[str], abort: Callable[[], bool] | None
+               ) -> list[Detection]: ...
+
+    def remaining_s(self) -> float: ...
+
+    def apply_plan(self, plan: 'Plan') -> Any: ...
+
+
+class Reporter(Protocol):
+    """Where the runner says things; the adapter throttles warnings per ``kind``."""
+
+    def warn(self, kind: str, text: str) -> None: ...
+
+    def info(self, text: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Frame(Generic[M]):
+    """A received message and when it arrived."""
+
+    message: M
+    stamp_ns: int      # header stamp on the node clock; 0 = unset
+    arrival_ns: int    # node clock at receipt (the deadline reference for 'arrival')
+    arrival_s: float   # time.perf_counter() at receipt (waiting time on a steady clock)
+
+
+def describe(err: BaseException) -> str:
+    """What failed, first: the exception type and the first line of its message.
+
+    Long messages (torch's, a child's traceback) end in advice or in the innermost frame; the
+    first line is the one that says what went wrong.
+    """
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return f'{type(err).__name__}: {lines[0][:300]}' if lines else type(err).__name__
+
+
+class FrameRunner(Generic[M]):
+    """Runs the newest frame through the detector on its own thread."""
+
+    def __init__(self, *, convert: Callable[[M, Settings], np.ndarray],
+                 publish: Callable[[M, list[Detection]], None], clock_ns: Callable[[], int],
+                 reporter: Reporter, settings: Settings = Settings(),
+                 debug: Callable[[M, np.ndarray, list[Detection]], None] | None = None,
+                 want_debug: Callable[[], bool] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._convert = convert
+        self._publish = publish
+        self._clock_ns = clock_ns
+        self._reporter = reporter
+        self._debug = debug
+        self._want_debug = want_debug
+        self._settings = settings
+        self.stats = FrameStats()
+        self.health = Health(clock=monotonic)
+        self.slot: FrameSlot[Frame[M]] = FrameSlot()
+        self._debug_slot: FrameSlot[tuple[M, np.ndarray, list[Detection]]] = FrameSlot()
+        self.detector: DetectorPort | None = None
+        self.tuner: AutoTuner | None = None
+        self.last_stamp: StampCheck | None = None
+        self._replan = threading.Event()
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    # -- configuration ------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        """The snapshot the next frame uses."""
+        return self._settings
+
+    def update(self, settings: Settings) -> None:
+        """Replace the snapshot (one reference assignment: a frame sees all of it or none)."""
+        old, self._settings = self._settings, settings
+        if settings.auto_tune and (not old.auto_tune or settings.deadline_ms != old.deadline_ms
+                                   or settings.budget_cap_bytes != old.budget_cap_bytes):
+            self._replan.set()
+
+    def attach(self, detector: DetectorPort, tuner: 'AutoTuner | None') -> None:
+        """Serve frames with ``detector`` (at configure); auto-tune with ``tuner``."""
+        self.detector, self.tuner = detector, tuner
+        if self._settings.auto_tune:
+            self._replan.set()
+
+    def detach(self) -> None:
+        """Forget the detector (at cleanup)."""
+        self.detector, self.tuner = None, None
+
+    @property
+    def predicted_s(self) -> float | None:
+        """The planner's prediction for the engine configuration in force."""
+        if self._settings.auto_tune and self.tuner is not None and self.tuner.state.plan:
+            return self.tuner.predicted_s()
+        return self.detector.predicted_s if self.detector is not None else None
+
+    # -- threads ------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the inference and debug-image threads."""
+        self._stopping.clear()
+        self.slot.reopen()
+        self._debug_slot.reopen()
+        self._threads = [threading.Thread(target=self._loop, name='dl-infer', daemon=True)]
+        if self._debug is not None:
+            self._threads.append(threading.Thread(target=self._debug_loop, name='dl-debug',
+                                                  daemon=True))
+        for t in self._threads:
+            t.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the threads; an inference in progress is cancelled between two units."""
+        self._stopping.set()
+        self.slot.close()
+        self._debug_slot.close()
+        for t in self._threads:
+            t.join(timeout=timeout)
+        self._threads = []
+
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return bool(self._threads) and not self._stopping.is_set()
+
+    def offer(self, message: M, stamp_ns: int, arrival_ns: int) -> None:
+        """A frame arrived (receiving thread): it replaces a frame still waiting."""
+        self.stats.received(arrival_ns)
+        if self.slot.put(Frame(message, stamp_ns, arrival_ns, time.perf_counter())):
+            self.stats.count('superseded')
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            frame = self.slot.take(timeout=0.5)
+            if frame is not None and not self._stopping.is_set():
+                self.process(frame)
+
+    def _debug_loop(self) -> None:
+        assert self._debug is not None
+        while not self._stopping.is_set():
+            item = self._debug_slot.take(timeout=0.5)
+            if item is None or self._stopping.is_set():
+                continue
+            try:
+                self._debug(*item)
+            except Exception as err:  # noqa: BLE001 - a debug image must never stop detection
+                self._reporter.warn('debug', f'debug image failed: {describe(err)}')
+
+    # -- one frame ----------------------------------------------------------------------------
+    def process(self, frame: Frame[M]) -> str:
+        """Run one frame; returns its outcome ('processed', 'dropped_stale', ...)."""
+        s = self._settings  # the one snapshot this frame uses
+        try:
+            return self._process(frame, s)
+        except Exception as err:  # noqa: BLE001 - the node keeps running, and says why
+            if self._stopping.is_set():
+                return 'stopped'  # shutting down: the frame is abandoned, not failed
+            what = describe(err)
+            self.stats.count('failed')
+            self.health.note('failed', what)
+            self._reporter.warn('failed', f'frame failed: {what}')
+            return 'failed'
+
+    def _process(self, frame: Frame[M], s: Settings) -> str:
+        det = self.detector
+        if det is None:
+            return 'stopped'
+        if self._replan.is_set() and s.auto_tune and self.tuner is not None:
+            self._auto_tune(s)
+        stamp = self._check_stamp(frame, s)
+        by_arrival = s.deadline_reference == DeadlineReference.ARRIVAL
+        reference = frame.arrival_ns if by_arrival else frame.stamp_ns
+        deadline = Deadline.after(reference, s.deadline_ms)
+        taken = time.perf_counter()
+        if deadline.should_skip(s.deadline_policy, self._clock_ns()):
+            return self._outcome('dropped_stale')
+        try:
+            rgb = self._convert(frame.message, s)
+        except ImageError as err:
+            self._reporter.warn('rejected', f'rejected image: {err}')
+            return self._outcome('rejected', str(err))
+        converted = time.perf_counter()
+        deadline_abort = deadline.abort_check(s.deadline_policy, self._clock_ns,
+                                              self._remaining_ns)
+
+        def abort() -> bool:
+            return self._stopping.is_set() or (deadline_abort is not None and deadline_abort())
+        try:
+            detections = det.detect(rgb, score_threshold=s.score_threshold,
+                                    max_detections=s.max_detections,
+                                    class_filter=s.class_filter, abort=abort)
+        except InferenceAborted:
+            return 'stopped' if self._stopping.is_set() else self._outcome('aborted')
+        inferred = time.perf_counter()
+        self._publish(frame.message, detections)
+        published = time.perf_counter()
+        now = self._clock_ns()
+        if deadline.passed(now):
+            self._outcome('deadline_missed')
+        stages = {'queue': (taken - frame.arrival_s) * 1e3,
+                  'convert': (converted - taken) * 1e3,
+                  'inference': (inferred - converted) * 1e3,
+                  'publish': (published - inferred) * 1e3,
+                  'convert_publish': (converted - taken + published - inferred) * 1e3,
+                  'latency': (now - reference) / 1e6}
+        if not stamp.problem:
+            stages['transport'] = stamp.offset_ns / 1e6
+        self.stats.processed(now, stages)
+        self.health.note('processed')
+        if s.auto_tune and self.tuner is not None and self.tuner.observe(inferred - converted):
+            self._replan.set()
+        if s.debug_image and self._want_debug is not None and self._want_debug():
+            self._debug_slot.put((frame.message, rgb, detections))
+        return 'processed'
+
+    def _outcome(self, outcome: str, detail: str | None = None) -> str:
+        self.stats.count(outcome)
+        self.health.note(outcome, detail)
+        return outcome
+
+    def _check_stamp(self, frame: Frame[M], s: Settings) -> StampCheck:
+        stamp = check_stamp(frame.stamp_ns, frame.arrival_ns)
+        self.last_stamp = stamp
+        # counted from the arrival a far stamp harms no deadline; an unset one still leaves
+        # consumers unable to match results to images
+        if stamp.unset or (stamp.far and s.deadline_reference == DeadlineReference.STAMP):
+            self.health.note('clock', stamp.describe())
+            self._reporter.warn('clock', stamp.describe())
+        return stamp
+
+    def _remaining_ns(self) -> int:
+        """Predicted compute still to come in the running inference (for the abort policy)."""
+        if self.detector is None:
+            return 0
+        ratio = self.tuner.state.ratio if self.tuner is not None else 1.0
+        return int(self.detector.remaining_s() * ratio * 1e9)
+
+    def _auto_tune(self, s: Settings) -> None:
+        """Plan the least memory whose predicted delay meets the deadline, within the cap."""
+        assert self.detector is not None and self.tuner is not None
+        self._replan.clear()
+        frames = self.stats.snapshot(self._clock_ns())
+        deadline_s = s.deadline_ms / 1e3
+        # time outside inference (transport, waiting, conversion) comes off the deadline
+        outside = max(0.0, frames.get('latency_ms_p50', 0.0)
+                      - frames.get('inference_ms_p50', 0.0)) / 1e3
+        plan = self.tuner.plan(max(1e-3, deadline_s - (outside or 0.1 * deadline_s)),
+                               s.budget_cap_bytes)
+        self.detector.apply_plan(plan)
+        st = self.tuner.state
+        predicted = self.tuner.predicted_s() or 0.0
+        self._reporter.info(
+            f'auto_tune: {plan.mode} within {plan.budget_bytes / MiB:.1f} MiB, '
+            f'{len(plan.resident)} resident units, predicted {predicted * 1e3:.0f} ms '
+            f'for a target of {st.target_s * 1e3:.0f} ms'
+            + ('' if st.met else ' (target not reachable within the budget: fastest allowed)'))
