@@ -1,5 +1,5 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""The demand-layered executor: layer store, direct-I/O reader, buffer pool, executor modes.
+"""The demand-layered executor: layer store, policy, loaders, binding, executor, planner.
 
 Pure PyTorch and the OS; no ROS. Usable as a library on its own::
 
@@ -12,12 +12,14 @@ Pure PyTorch and the OS; no ROS. Usable as a library on its own::
 
 from .errors import (BudgetError, ConfigError, EngineError, InferenceAborted, StoreCorruptError,
                      StoreError, StoreExistsError, StoreFormatError, StoreMismatchError)
-from .executor import Config, DemandLayeredModel, MODES
+from .executor import DemandLayeredModel, MODES, Visit
+from .policy import Config, IOSettings, Mode
 from .skeleton import empty_weights
 from .store import LayerStore, Unit
 
 __all__ = [
     'BudgetError', 'Config', 'ConfigError', 'DemandLayeredModel', 'EngineError',
-    'InferenceAborted', 'LayerStore', 'MODES', 'StoreCorruptError', 'StoreError',
-    'StoreExistsError', 'StoreFormatError', 'StoreMismatchError', 'Unit', 'empty_weights',
+    'IOSettings', 'InferenceAborted', 'LayerStore', 'MODES', 'Mode', 'StoreCorruptError',
+    'StoreError', 'StoreExistsError', 'StoreFormatError', 'StoreMismatchError', 'Unit', 'Visit',
+    'empty_weights',
 ]

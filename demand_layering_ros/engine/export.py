@@ -4,10 +4,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-import json
 import os
 from pathlib import Path
-import struct
 import sys
 from typing import Any, Sequence
 import zlib
@@ -18,7 +16,8 @@ from tqdm import tqdm
 from .errors import StoreError, StoreExistsError
 from .page_cache import evict
 from .slicing import slice_rows, sliceable
-from .store import ALIGN, align_up, DTYPE_NAMES, FORMAT, PAD_PREFIX, TENSOR_ALIGN
+from .format import (ALIGN, align_up, BindingKind, data_start_for, DTYPE_NAMES, encode_header,
+                     PAD_PREFIX, TENSOR_ALIGN)
 
 MERGE_BYTES = 1 << 20      # consecutive units are merged while the group stays below this
 TINY_BYTES = 64 << 10      # a unit this small always joins its predecessor's group
@@ -188,7 +187,7 @@ def export_store(model: torch.nn.Module, path: str | os.PathLike[str],
                 key = stored.get(id(t)) if rows is None else None
                 if rows is not None:
                     t = t[rows[0]:rows[1]]
-                    kind = 'slice'
+                    kind = BindingKind.SLICE
                 if key is None:
                     key = f'{owner}.{attr}' if owner else attr
                     if rows is not None:
@@ -222,18 +221,9 @@ def export_store(model: torch.nn.Module, path: str | os.PathLike[str],
         table_units.append(entry)
         tensors_by_unit.append(unit_tensors)
 
-    def encode(crcs: list[int], data_start: int) -> bytes:
-        units_meta = [dict(u, offset=u['offset'] + data_start, crc32=c)
-                      for u, c in zip(table_units, crcs)]
-        meta = {'format': FORMAT, 'model': type(model).__name__, 'units': units_meta,
-                'schedule': schedule, 'holds': {str(k): v for k, v in holds.items()}}
-        head = dict(header, __metadata__={'demand_layering': json.dumps(meta)})
-        return json.dumps(head, separators=(',', ':')).encode()
-
-    # The header holds offsets and checksums; fixed-width placeholders keep its length stable.
-    placeholder = [0xFFFFFFFF] * len(units)
-    probe = len(encode(placeholder, 10 ** 12))
-    data_start = align_up(8 + probe, ALIGN)
+    table = {'model': type(model).__name__, 'units': table_units, 'schedule': schedule,
+             'holds': {str(k): v for k, v in holds.items()}}
+    data_start = data_start_for(header, table)
     tmp = path.with_name(path.name + '.partial')
     crcs = []
     show = sys.stderr.isatty() if progress is None else progress
@@ -253,10 +243,10 @@ def export_store(model: torch.nn.Module, path: str | os.PathLike[str],
                 f.write(region)
                 bar.update(len(region))
             bar.close()
-            head = encode(crcs, data_start)
-            head += b' ' * (data_start - 8 - len(head))
+            for meta, crc in zip(table_units, crcs):
+                meta['crc32'] = crc
             f.seek(0)
-            f.write(struct.pack('<Q', len(head)) + head)
+            f.write(encode_header(header, table, data_start))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

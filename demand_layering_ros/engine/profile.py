@@ -1,10 +1,15 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""Profiles: per-unit read time and per-visit compute time of one store on one machine.
+"""Profiles: the disk, per-unit read time and per-visit compute time of one store on one machine.
 
-A profile is measured by running the executor in ``sequential`` mode at its minimum budget, so
-reads and compute never overlap (each is measured alone) and the process never holds more than
-one unit: profiling is safe on the robot at start-up. It is saved as JSON next to the store and
-reused while the store, the device, the input shape and the thread count stay the same.
+A profile is measured by the executor itself, never holding more than the minimum budget (safe
+at start-up on the robot): first a short probe of the disk (direct reads of the store at a few
+request sizes and depths; the best becomes the executor's I/O settings), then ``sequential``
+inferences at the minimum, where reads and compute never overlap, so each is measured alone;
+then ``pipelined`` ones at the minimum, which give the disk's throughput while streaming beside
+compute and how much slower compute is while reads run. On CUDA the compute times come from
+events on the compute stream (the GPU's time, no synchronisation per unit). It is saved as JSON
+next to the store and reused while the store, the device, the input shape and the thread count
+stay the same.
 """
 
 from __future__ import annotations
@@ -14,14 +19,21 @@ import json
 import os
 from pathlib import Path
 import statistics
+import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import torch
 
+from .arena import HostArena
+from .policy import IOSettings, Layout
 from .simulate import Pipeline
 
-VERSION = 3
+VERSION = 4
+PROBE_SIZES = (1 << 20, 2 << 20, 4 << 20, 8 << 20)
+PROBE_DEPTHS = (1, 2, 4)
+PROBE_BYTES = 48 << 20      # read per probe setting (less for small stores)
+GOOD_ENOUGH = 0.95          # the smallest request size and depth within 5% of the best
 
 
 @dataclass(frozen=True)
@@ -49,12 +61,19 @@ class Profile:
     unit_names: tuple[str, ...]
     runs: int
     direct_io: bool
+    # (request bytes, depth) -> bytes per second, direct reads alone
+    disk: tuple[tuple[int, int, float], ...] = ()
 
     @property
     def read_bandwidth_bps(self) -> float:
-        """Bytes per second of the units read one after the other (what streaming sees)."""
+        """Bytes per second of the units read one after the other (what sequential sees)."""
         seconds = sum(self.pipeline.read_s)
         return self.pipeline.total_bytes / seconds if seconds else 0.0
+
+    @property
+    def disk_best_bps(self) -> float:
+        """The disk's best direct-read bandwidth in the probe."""
+        return max((bw for *_, bw in self.disk), default=0.0)
 
     def remaining_s(self, visits_done: int) -> float:
         """Predicted compute still to come after ``visits_done`` visits (for deadline aborts)."""
@@ -63,31 +82,36 @@ class Profile:
     def to_json(self) -> dict[str, Any]:
         """Plain data for the JSON file."""
         p = self.pipeline
+        lay = p.layout
         return {'version': VERSION, 'key': asdict(self.key), 'runs': self.runs,
                 'direct_io': self.direct_io, 'unit_names': list(self.unit_names),
-                'nbytes': list(p.nbytes), 'read_s': list(p.read_s), 'visits': list(p.visits),
-                'holds': [list(h) for h in p.holds], 'compute_s': list(p.compute_s),
-                'prologue_s': p.prologue_s, 'read_contention': p.read_contention,
-                'handoff_s': p.handoff_s, 'compute_contention': p.compute_contention}
+                'nbytes': list(lay.nbytes), 'offsets': list(lay.offsets),
+                'visits': list(lay.visits), 'holds': [list(h) for h in lay.holds],
+                'staging': lay.staging, 'read_s': list(p.read_s),
+                'compute_s': list(p.compute_s), 'prologue_s': p.prologue_s,
+                'stream_bps': p.stream_bps, 'handoff_s': p.handoff_s,
+                'compute_contention': p.compute_contention, 'io': asdict(p.io),
+                'disk': [list(d) for d in self.disk]}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> 'Profile':
         """Inverse of :meth:`to_json`; KeyError/TypeError/ValueError on a bad file."""
         if d.get('version') != VERSION:
             raise ValueError(f'profile version {d.get("version")!r}, expected {VERSION}')
-        pipe = Pipeline(tuple(int(b) for b in d['nbytes']), tuple(float(s) for s in d['read_s']),
-                        tuple(int(v) for v in d['visits']),
-                        tuple(tuple(int(i) for i in h) for h in d['holds']),
+        lay = Layout(tuple(int(b) for b in d['nbytes']), tuple(int(v) for v in d['visits']),
+                     tuple(tuple(int(i) for i in h) for h in d['holds']),
+                     tuple(int(o) for o in d['offsets']), bool(d['staging']))
+        pipe = Pipeline(lay, tuple(float(s) for s in d['read_s']),
                         tuple(float(s) for s in d['compute_s']), float(d['prologue_s']),
-                        float(d['read_contention']), float(d['handoff_s']),
-                        str(d['key']['device']).startswith('cuda'),
-                        float(d['compute_contention']))
-        if not (len(pipe.visits) == len(pipe.holds) == len(pipe.compute_s)
-                and len(pipe.nbytes) == len(pipe.read_s)
-                and all(0 <= v < len(pipe.nbytes) for v in pipe.visits)):
+                        float(d['stream_bps']), float(d['handoff_s']),
+                        float(d['compute_contention']), IOSettings(**d['io']))
+        if not (len(lay.visits) == len(lay.holds) == len(pipe.compute_s)
+                and len(lay.nbytes) == len(pipe.read_s) == len(lay.offsets)
+                and all(0 <= v < len(lay.nbytes) for v in lay.visits)):
             raise ValueError('inconsistent profile tables')
+        disk = tuple((int(s), int(q), float(b)) for s, q, b in d['disk'])
         return cls(ProfileKey(**d['key']), pipe, tuple(d['unit_names']), int(d['runs']),
-                   bool(d['direct_io']))
+                   bool(d['direct_io']), disk)
 
     def save(self, store_path: Path) -> Path:
         """Write the profile next to the store (atomically); return its path."""
@@ -123,89 +147,143 @@ def load(dl: Any, inputs: Sequence[Any]) -> Profile | None:
         prof = Profile.from_json(json.loads(path.read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    if prof.key != key or prof.pipeline.nbytes != tuple(u.nbytes for u in dl.store.units):
+    if prof.key != key or prof.pipeline.layout != dl.layout:
         return None
     return prof
 
 
+def probe_disk(reader: Any, limit: int, sizes: Sequence[int] = PROBE_SIZES,
+               depths: Sequence[int] = PROBE_DEPTHS, nbytes: int = PROBE_BYTES
+               ) -> list[tuple[int, int, float]]:
+    """Direct-read bandwidth of ``reader``'s file per (request size, depth).
+
+    Reads the file's first ``limit`` bytes at most, through one buffer of
+    ``max(sizes) * max(depths)`` bytes.
+    """
+    out = []
+    buf = HostArena()
+    try:
+        buf.resize(max(sizes) * max(depths))
+        for size in sizes:
+            for depth in depths:
+                total = min(nbytes, limit) // size * size
+                if total < size * depth:
+                    continue
+                out.append((size, depth, _probe(reader, buf, size, depth, total)))
+    finally:
+        buf.release()
+    return out
+
+
+def _probe(reader: Any, buf: HostArena, size: int, depth: int, total: int) -> float:
+    cursor = [0]
+    lock = threading.Lock()
+
+    def worker(i: int) -> None:
+        while True:
+            with lock:
+                off = cursor[0]
+                cursor[0] += size
+            if off >= total:
+                return
+            view = buf.view(i * size, size)
+            try:
+                reader.read(off, view, 'disk probe')
+            finally:
+                view.release()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(depth)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return total / (time.perf_counter() - t0)
+
+
+def choose_io(disk: Sequence[tuple[int, int, float]], default: IOSettings) -> IOSettings:
+    """The smallest request size, then depth, within 5% of the disk's best."""
+    if not disk:
+        return default
+    best = max(bw for *_, bw in disk)
+    size, depth, _bw = min((d for d in disk if d[2] >= GOOD_ENOUGH * best),
+                           key=lambda d: (d[0] * d[1], d[0]))
+    return IOSettings(queue_depth=depth, request_bytes=size,
+                      staging_slots=max(default.staging_slots, depth))
+
+
 def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
-            sync: Callable[[], None] | None = None) -> Profile:
-    """Measure a profile: ``warmup`` + ``runs`` sequential inferences at the minimum budget.
+            probe: bool = True) -> Profile:
+    """Measure a profile (see the module's docstring); the executor keeps the probe's I/O.
 
     The executor's configuration is restored afterwards. Per unit the read time is the median
-    of its reads; per visit the compute time is the median of (next visit entered - this visit's
-    weights ready). Inferences whose visit order differs from the first run's are not used.
-    Then ``runs`` pipelined inferences at the pipelined minimum measure how much slower reads
-    are while compute runs (``read_contention``) and how much slower compute is while reads run
-    (``compute_contention``, per second of overlap).
+    of its reads; per visit the compute time is the median of (its end - its weights ready).
+    Inferences whose visit order differs from the first run's are not used.
     """
     old = dl.config
+    disk = probe_disk(dl.reader, dl.store.total_bytes) if probe else []
+    dl.set_io(choose_io(disk, dl.io))
 
-    def traced(n: int) -> list[tuple[list[tuple[int, float, float, float]], float, float]]:
+    def traced(n: int) -> list[list[Any]]:
         out = []
         for _ in range(n):
-            trace: list[tuple[int, float, float, float]] = []
-            t0 = time.perf_counter()
+            trace: list[Any] = []
             dl.infer(*inputs, trace=trace)
-            if sync is not None:
-                sync()
-            out.append((trace, t0, time.perf_counter()))
+            out.append(trace)
         return out
 
     try:
         dl.reconfigure(mode='sequential', budget_bytes=dl.min_budget('sequential'), resident=())
         traces = traced(warmup + runs)[warmup:]
         dl.reconfigure(mode='pipelined', budget_bytes=dl.min_budget('pipelined'), resident=())
-        overlapped = traced(1 + runs)[1:]
+        traced(1)
+        before = dl.stats()
+        overlapped = traced(runs)
+        after = dl.stats()
     finally:
         dl.reconfigure(mode=old.mode, budget_bytes=old.budget_bytes, resident=old.resident,
                        prefetch_depth=old.prefetch_depth)
-    visits = [u for u, *_ in traces[0][0]]
-    traces = [t for t in traces if [u for u, *_ in t[0]] == visits]
-    n_units = len(dl.store.units)
-    reads: list[list[float]] = [[] for _ in range(n_units)]
+    visits = [v.unit for v in traces[0]]
+    traces = [t for t in traces if [v.unit for v in t] == visits]
+    units = dl.store.units
+    reads: list[list[float]] = [[] for _ in units]
     compute: list[list[float]] = [[] for _ in visits]
     prologue = []
-    for trace, t0, t1 in traces:
-        prologue.append(trace[0][1] - t0 if trace else t1 - t0)
-        for k, (u, _arrived, ready, read_s) in enumerate(trace):
-            nxt = trace[k + 1][1] if k + 1 < len(trace) else t1
-            compute[k].append(nxt - ready)
-            if read_s > 0:
-                reads[u].append(read_s)
-    units = dl.store.units
+    for trace in traces:
+        prologue.append(trace[0].entered if trace else 0.0)
+        for k, v in enumerate(trace):
+            compute[k].append(v.done - v.ready)
+            if v.read_s > 0:
+                reads[v.unit].append(v.read_s)
     sec_per_byte = (sum(sum(r) for r in reads)
                     / max(1, sum(len(r) * units[u].nbytes for u, r in enumerate(reads))))
     read_s = tuple(statistics.median(r) if r else units[u].nbytes * sec_per_byte
                    for u, r in enumerate(reads))
-    handoff = [ready - arrived - s for tr, *_ in traces for _u, arrived, ready, s in tr if s > 0]
-    alone = sum(read_s[u] for tr, *_ in overlapped for u, _a, _r, s in tr if s > 0)
-    contended = sum(s for tr, *_ in overlapped for _u, _a, _r, s in tr if s > 0)
-    seq_compute = sum(statistics.median(c) for c in compute)
+    handoff = [v.ready - v.entered - v.read_s for tr in traces for v in tr if v.read_s > 0]
+    compute_s = tuple(statistics.median(c) for c in compute)
+    streamed = after['bytes_read'] - before['bytes_read']
+    busy = after['read_seconds'] - before['read_seconds']
     slowdown = []
-    for tr, _t0, t1 in overlapped:
-        if [u for u, *_ in tr] != visits:
+    for tr in overlapped:
+        if [v.unit for v in tr] != visits:
             continue
-        pipelined = sum((tr[k + 1][1] if k + 1 < len(tr) else t1) - tr[k][2]
-                        for k in range(len(tr)))
-        overlap = min(seq_compute, sum(s for *_, s in tr))
+        pipelined = sum(v.done - v.ready for v in tr)
+        overlap = min(sum(compute_s), busy / max(1, len(overlapped)))
         if overlap > 0:
-            slowdown.append(1.0 + (pipelined - seq_compute) / overlap)
-    schedule = list(dl.store.schedule)
-    holds = tuple(dl.store.holds.get(k, ()) for k in range(len(schedule))) \
-        if visits == schedule else tuple(() for _ in visits)
-    pipe = Pipeline(tuple(u.nbytes for u in units), read_s, tuple(visits), holds,
-                    tuple(statistics.median(c) for c in compute), statistics.median(prologue),
-                    max(1.0, contended / alone) if alone else 1.0,
+            slowdown.append(1.0 + (pipelined - sum(compute_s)) / overlap)
+    pipe = Pipeline(dl.layout, read_s, compute_s, statistics.median(prologue),
+                    streamed / busy if busy > 0 else 0.0,
                     max(0.0, statistics.median(handoff)) if handoff else 0.0,
-                    dl.device.type == 'cuda',
-                    max(1.0, statistics.median(slowdown)) if slowdown else 1.0)
+                    max(1.0, statistics.median(slowdown)) if slowdown else 1.0, dl.io)
     return Profile(key_for(dl, inputs), pipe, tuple(u.name for u in units), len(traces),
-                   dl.stats()['direct_io'])
+                   dl.stats()['direct_io'], tuple(disk))
 
 
 def load_or_measure(dl: Any, inputs: Sequence[Any], **kwargs: Any) -> Profile:
-    """The saved profile if still valid, otherwise a new one (saved next to the store)."""
+    """The saved profile if still valid, otherwise a new one (saved next to the store).
+
+    Either way the executor reads with the profile's I/O settings afterwards.
+    """
     prof = load(dl, inputs)
     if prof is None:
         prof = measure(dl, inputs, **kwargs)
@@ -213,4 +291,6 @@ def load_or_measure(dl: Any, inputs: Sequence[Any], **kwargs: Any) -> Profile:
             prof.save(dl.store.path)
         except OSError:
             pass  # a read-only store location: the profile is still used for this run
+    else:
+        dl.set_io(prof.pipeline.io)
     return prof

@@ -1,31 +1,25 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""Reads units from the store with direct I/O into aligned buffers, on a small pool of threads.
+"""Reads byte ranges of the store with direct I/O, and measures what the disk delivered.
 
 Direct I/O (O_DIRECT) bypasses the page cache, which would otherwise keep a second copy of
 the weights in the same DRAM. Where the filesystem refuses it (tmpfs, some overlays), reads
 fall back to buffered I/O and drop what they read from the page cache; ``direct_io`` says which.
+Reads are issued by the loader's threads, several at once (``os.preadv`` releases the GIL).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 import errno
 import os
 from pathlib import Path
 import threading
 import time
-from typing import Callable, TypeVar
-
-from .buffers import Buffer
-from .store import Unit
-
-T = TypeVar('T')
 
 
-class UnitReader:
-    """Reads whole units (one aligned region each) into buffers; measures bytes and seconds."""
+class Reader:
+    """Positional reads of one file into caller-provided aligned buffers."""
 
-    def __init__(self, path: Path, *, threads: int = 1, direct: bool = True) -> None:
+    def __init__(self, path: Path, *, direct: bool = True) -> None:
         self.path = path
         self.direct_io = False
         self._fd = -1
@@ -38,53 +32,72 @@ class UnitReader:
                     raise
         if self._fd < 0:
             self._fd = os.open(path, os.O_RDONLY)
-        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix='dl-reader')
         self._lock = threading.Lock()
+        self._old_fds: list[int] = []
         self.bytes_read = 0
-        self.read_seconds = 0.0
         self.reads = 0
+        self._busy = 0          # reads in flight
+        self._busy_since = 0.0
+        self.busy_seconds = 0.0  # time with at least one read in flight: the disk's share
 
-    def submit(self, fn: Callable[..., T], *args: object) -> 'Future[T]':
-        """Run ``fn(*args)`` on a reader thread."""
-        return self._pool.submit(fn, *args)
-
-    def read_into(self, unit: Unit, buf: Buffer) -> float:
-        """Read ``unit``'s region into ``buf``; return the seconds the read took."""
-        view = buf.memoryview(unit.nbytes)
+    def read(self, offset: int, view: memoryview, what: str = '') -> float:
+        """Fill ``view`` from ``offset``; return the seconds the read took."""
+        self._started()
         t0 = time.perf_counter()
-        done = 0
+        done, n = 0, len(view)
         try:
-            while done < unit.nbytes:
+            while done < n:
                 try:
-                    n = os.preadv(self._fd, [view[done:]], unit.offset + done)
+                    got = os.preadv(self._fd, [view[done:]], offset + done)
                 except OSError as err:
                     if err.errno != errno.EINVAL or not self.direct_io:
                         raise
                     self._fall_back()  # O_DIRECT accepted at open but refused on read
                     continue
-                if n == 0:
-                    raise OSError(errno.EIO, f'{self.path}: unexpected end of file in unit '
-                                             f'{unit.name!r}')
-                done += n
+                if got == 0:
+                    raise OSError(errno.EIO, f'{self.path}: unexpected end of file at '
+                                             f'{offset + done} ({what})')
+                done += got
         finally:
-            view.release()
+            self._finished(done)
         if not self.direct_io:
-            os.posix_fadvise(self._fd, unit.offset, unit.nbytes, os.POSIX_FADV_DONTNEED)
-        dt = time.perf_counter() - t0
+            os.posix_fadvise(self._fd, offset, n, os.POSIX_FADV_DONTNEED)
+        return time.perf_counter() - t0
+
+    @property
+    def bandwidth_bps(self) -> float:
+        """Bytes per second while the disk was busy with our reads."""
+        return self.bytes_read / self.busy_seconds if self.busy_seconds else 0.0
+
+    def stat(self) -> os.stat_result:
+        """The open file's status (identity, size, times)."""
+        return os.fstat(self._fd)
+
+    def _started(self) -> None:
         with self._lock:
-            self.bytes_read += unit.nbytes
-            self.read_seconds += dt
+            if self._busy == 0:
+                self._busy_since = time.perf_counter()
+            self._busy += 1
+
+    def _finished(self, nbytes: int) -> None:
+        with self._lock:
+            self._busy -= 1
+            self.bytes_read += nbytes
             self.reads += 1
-        return dt
+            if self._busy == 0:
+                self.busy_seconds += time.perf_counter() - self._busy_since
 
     def _fall_back(self) -> None:
-        fd = os.open(self.path, os.O_RDONLY)
-        old, self._fd, self.direct_io = self._fd, fd, False
-        os.close(old)
+        with self._lock:
+            if not self.direct_io:
+                return
+            # the old descriptor stays open until close(): other threads may be reading with it
+            self._old_fds.append(self._fd)
+            self._fd, self.direct_io = os.open(self.path, os.O_RDONLY), False
 
     def close(self) -> None:
-        """Stop the threads and close the file."""
-        self._pool.shutdown(wait=True)
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Close the file."""
+        for fd in [self._fd, *self._old_fds]:
+            if fd >= 0:
+                os.close(fd)
+        self._fd, self._old_fds = -1, []

@@ -1,61 +1,47 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""The pipeline model: the least budget a mode needs, and the delay a configuration will have.
+"""The pipeline model: the delay a configuration will have, replayed on a profile's figures.
 
-``simulate`` replays the executor's own rules on a profile's figures: reads are submitted in
-schedule order, on one reader thread, as far as the horizon (mode and prefetch depth) and the
-budget allow, at the moments the executor submits them (before the forward and on entering each
-unit); a unit is released when its visit ends (parents that hold children when their forward
-returns); compute of a visit starts when both the previous compute and the unit's read are done.
+``simulate`` takes the plan the executor would run (the policy's loads, places, gates and
+requests: the same code, not a copy of its rules) and replays it in time: the disk serves the
+requests first to last, each once its gate visit was entered; a visit's compute starts when the
+previous compute ended and its load is ready; compute is slower while reads overlap it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Iterable
 
-
-def min_budget(nbytes: Sequence[int], visits: Sequence[tuple[int, Sequence[int]]], mode: str,
-               resident: Iterable[int] = (), *, staging: bool = False) -> int:
-    """The least budget ``mode`` accepts: resident bytes plus the most held at one visit.
-
-    ``visits`` are (unit, units held by running parents) in schedule order. Pipelined mode holds
-    the next unit too; ``staging`` adds a host buffer for the unit being copied (CUDA), also
-    to preload, whose units pass through one on their way to the device.
-    """
-    total = sum(nbytes)
-    staged = total + (max(nbytes, default=0) if staging else 0)  # all resident, one in transit
-    if mode == 'preload':
-        return staged
-    res = set(resident)
-    need = 0
-    for k, (u, holds) in enumerate(visits):
-        together = {u, *holds}
-        if mode == 'pipelined' and k + 1 < len(visits):
-            together.add(visits[k + 1][0])
-        need = max(need, sum(nbytes[i] for i in together - res))
-    if staging:
-        need += max((nbytes[i] for i in set(range(len(nbytes))) - res), default=0)
-    return min(sum(nbytes[i] for i in res) + need, staged)
+from . import policy
+from .policy import Config, IOSettings, Layout, Mode, Plan
 
 
 @dataclass(frozen=True)
 class Pipeline:
     """The figures the simulator needs (a :class:`profile.Profile` provides them)."""
 
-    nbytes: tuple[int, ...]           # per unit
-    read_s: tuple[float, ...]         # per unit: direct read alone
-    visits: tuple[int, ...]           # unit of each visit, in execution order
-    holds: tuple[tuple[int, ...], ...]  # per visit: units held by running parents
+    layout: Layout
+    read_s: tuple[float, ...]         # per unit: its read alone (sequential)
     compute_s: tuple[float, ...]      # per visit: from its weights ready to the next visit
     prologue_s: float = 0.0           # compute before the first unit
-    # reads overlapping compute take this many times longer than alone (both compete for the
-    # cores: page handling, syscalls, thread wake-ups); measured by the profile
-    read_contention: float = 1.0
+    # bytes per second the disk delivers while streaming (several requests in flight, compute
+    # running beside it); 0: from ``read_s``
+    stream_bps: float = 0.0
     # from a read's end until the waiting compute thread runs again (thread hand-off)
     handoff_s: float = 0.0
-    staging: bool = False             # units pass through a host buffer (CUDA)
     # compute overlapping reads takes this many times longer (the cores are shared)
     compute_contention: float = 1.0
+    io: IOSettings = field(default_factory=IOSettings)
+
+    @property
+    def nbytes(self) -> tuple[int, ...]:
+        """Bytes per unit."""
+        return self.layout.nbytes
+
+    @property
+    def visits(self) -> tuple[int, ...]:
+        """The unit of each visit."""
+        return self.layout.visits
 
     @property
     def compute_total_s(self) -> float:
@@ -65,12 +51,20 @@ class Pipeline:
     @property
     def total_bytes(self) -> int:
         """Bytes of every unit."""
-        return sum(self.nbytes)
+        return self.layout.total_bytes
 
     def min_budget(self, mode: str, resident: Iterable[int] = ()) -> int:
-        """See :func:`min_budget`."""
-        return min_budget(self.nbytes, list(zip(self.visits, self.holds)), mode, resident,
-                          staging=self.staging)
+        """See :func:`policy.min_budget`."""
+        return policy.min_budget(self.layout, mode, resident, self.io)
+
+    def plan(self, mode: str, budget: int, resident: Iterable[int] = (),
+             prefetch_depth: int | None = None) -> Plan:
+        """The executor's plan for this configuration (ValueError below the minimum)."""
+        res = frozenset(resident)
+        if budget < self.min_budget(mode, res):
+            raise ValueError(f'budget {budget} is below the {mode} minimum '
+                             f'{self.min_budget(mode, res)}')
+        return policy.plan(self.layout, Config(Mode(mode), budget, res, prefetch_depth), self.io)
 
 
 @dataclass(frozen=True)
@@ -79,7 +73,7 @@ class Prediction:
 
     latency_s: float
     stall_s: tuple[float, ...]   # per visit: compute waiting for its unit's read
-    peak_bytes: int              # weight bytes held at most (resident included)
+    peak_bytes: int              # weight bytes held (resident, ring, staging)
     bytes_read: int
 
     @property
@@ -91,81 +85,58 @@ class Prediction:
 def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
              prefetch_depth: int | None = None) -> Prediction:
     """Predict one inference's delay; ValueError if the budget is below the mode's minimum."""
-    total = p.total_bytes
+    plan = p.plan(mode, budget, resident, prefetch_depth)
     n = len(p.visits)
-    if mode == 'preload' or budget >= p.min_budget('preload'):
-        return Prediction(p.compute_total_s, (0.0,) * n, total, 0)
-    res = frozenset(resident)
-    if budget < p.min_budget(mode, res):
-        raise ValueError(f'budget {budget} is below the {mode} minimum '
-                         f'{p.min_budget(mode, res)}')
-    # the last visit (inclusive) until which a unit's parent forward keeps it held
-    held_until = list(range(n))
-    for k in range(n - 2, -1, -1):
-        u = p.visits[k]
-        j = k
-        while j + 1 < n and u in p.holds[j + 1]:
-            j += 1
-        held_until[k] = j
+    if not plan.streams:
+        return Prediction(p.compute_total_s, (0.0,) * n, plan.weight_bytes, 0)
+    streaming = plan.config.mode == Mode.PIPELINED and p.stream_bps > 0
+    units = [ld.unit for ld in plan.loads]
 
-    used = sum(p.nbytes[i] for i in res)
-    peak = used
-    bytes_read = 0
-    refs: dict[int, int] = {}
-    ready: dict[int, float] = {}
-    hold: dict[int, int] = {}     # unit -> last visit it is held through
-    reader_free = 0.0
-    submitted = 0
-    scale = p.read_contention if mode == 'pipelined' else 1.0
-    slow = p.compute_contention - 1.0 if mode == 'pipelined' else 0.0
-    stalls = []
+    def duration(r: policy.Request) -> float:
+        if streaming:
+            return r.nbytes / p.stream_bps
+        if len(r.loads) == 1:   # one load, or a part of one
+            u = units[r.loads[0]]
+            return p.read_s[u] * r.nbytes / p.nbytes[u]
+        return sum(p.read_s[units[j]] for j in r.loads)
 
-    def release(u: int, k: int) -> None:
-        nonlocal used
-        if u in ready and refs.get(u, 0) <= 0 and hold.get(u, -1) < k and u not in res:
-            used -= p.nbytes[u]
-            del ready[u]
-            refs.pop(u, None)
-            hold.pop(u, None)
+    entry = [0.0] * n
+    ready: list[float | None] = [None] * len(plan.loads)
+    finished = [0.0] * len(plan.loads)
+    parts_left = list(plan.parts)
+    disk_free = 0.0
+    nxt = 0
+    requests = plan.requests
 
-    def fill(now: float, horizon: int) -> None:
-        nonlocal submitted, used, peak, reader_free, bytes_read
-        while submitted < horizon:
-            u = p.visits[submitted]
-            if u in res or u in ready:
-                refs[u] = refs.get(u, 0) + 1
-            else:
-                if used + p.nbytes[u] > budget:
-                    break
-                start = max(now, reader_free)
-                reader_free = ready[u] = start + p.read_s[u] * scale
-                refs[u] = 1
-                used += p.nbytes[u]
-                bytes_read += p.nbytes[u]
-                peak = max(peak, used)
-            submitted += 1
+    def serve(k: int) -> None:
+        """Read every request whose gate visit (-1: the start) was entered by visit ``k``."""
+        nonlocal disk_free, nxt
+        while nxt < len(requests) and requests[nxt].gate <= k:
+            r = requests[nxt]
+            start = max(disk_free, entry[r.gate] if r.gate >= 0 else 0.0)
+            disk_free = start + duration(r)
+            for j in r.loads:
+                finished[j] = max(finished[j], disk_free)
+                parts_left[j] -= 1
+                if parts_left[j] == 0:
+                    ready[j] = finished[j]
+            nxt += 1
 
-    def horizon(pos: int, entering: int | None) -> int:
-        if mode == 'sequential':
-            return 0 if entering is None else entering + 1
-        return n if prefetch_depth is None else min(n, pos + prefetch_depth)
-
-    fill(0.0, horizon(0, None))
+    serve(-1)
+    slow = p.compute_contention - 1.0 if plan.config.mode == Mode.PIPELINED else 0.0
     t = p.prologue_s
-    current: int | None = None
-    for k, u in enumerate(p.visits):
-        if current is not None:
-            refs[current] -= 1
-        for v in [v for v in ready if hold.get(v, -1) < k]:  # post hooks that have fired
-            release(v, k)
-        fill(t, horizon(k, k))
-        if submitted <= k:
-            raise ValueError(f'visit {k}: unit {u} does not fit the budget')
-        start = max(t, ready[u] + p.handoff_s) if u in ready else t
+    stalls = []
+    for k in range(n):
+        entry[k] = t
+        serve(k)
+        j = plan.load_of_visit[k]
+        start = t
+        if j >= 0:
+            r = ready[j]
+            if r is None:
+                raise ValueError(f'visit {k}: its load is never read (plan deadlock)')
+            start = max(t, r + p.handoff_s)
         stalls.append(start - t)
-        overlap = min(p.compute_s[k], max(0.0, reader_free - start))  # reads still queued
+        overlap = min(p.compute_s[k], max(0.0, disk_free - start))   # reads still running
         t = start + p.compute_s[k] + slow * overlap
-        if u not in res:
-            hold[u] = max(hold.get(u, -1), held_until[k])
-        current = u
-    return Prediction(t, tuple(stalls), peak, bytes_read)
+    return Prediction(t, tuple(stalls), plan.weight_bytes, sum(r.nbytes for r in requests))

@@ -1,16 +1,19 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""Simulator and planner against pipelines computed by hand (units of 10 bytes, times in s)."""
+"""Simulator and planner against pipelines computed by hand (units of one page, times in s)."""
 
 import pytest
 
 from demand_layering_ros.engine import planner
-from demand_layering_ros.engine.simulate import min_budget, Pipeline, simulate
+from demand_layering_ros.engine.policy import Layout
+from demand_layering_ros.engine.simulate import Pipeline, simulate
+
+B = 4096  # every unit is one page: units are page multiples in real stores
 
 
-def pipe(read, compute, holds=None, nbytes=10, **kw):
+def pipe(read, compute, holds=None, nbytes=B, **kw):
     n = len(compute)
-    return Pipeline((nbytes,) * len(read), tuple(read), tuple(range(n)),
-                    tuple(holds or [()] * n), tuple(compute), **kw)
+    layout = Layout((nbytes,) * len(read), tuple(range(n)), tuple(holds or [()] * n))
+    return Pipeline(layout, tuple(read), tuple(compute), **kw)
 
 
 BALANCED = pipe([1, 1, 1], [1, 1, 1])
@@ -18,84 +21,84 @@ IO_BOUND = pipe([2, 2, 2, 2], [1, 1, 1, 1])
 
 
 def test_sequential_is_read_then_compute_per_unit():
-    pred = simulate(BALANCED, 'sequential', 10)
+    pred = simulate(BALANCED, 'sequential', B)
     assert pred.latency_s == 6
     assert pred.stall_s == (1, 1, 1)
-    assert pred.peak_bytes == 10
+    assert pred.peak_bytes == B
 
 
 def test_pipelined_hides_reads_behind_compute():
     # reads 0-1, 1-2 at start; unit 2 is read 2-3 while unit 1 computes 2-3
-    assert simulate(BALANCED, 'pipelined', 20).latency_s == 4
-    assert simulate(BALANCED, 'pipelined', 20).peak_bytes == 20
-    assert simulate(BALANCED, 'preload', 30).latency_s == 3
+    assert simulate(BALANCED, 'pipelined', 2 * B).latency_s == 4
+    assert simulate(BALANCED, 'pipelined', 2 * B).peak_bytes == 2 * B
+    assert simulate(BALANCED, 'preload', 3 * B).latency_s == 3
 
 
 def test_io_bound_pipeline_waits_for_every_read():
-    pred = simulate(IO_BOUND, 'pipelined', 20)
+    pred = simulate(IO_BOUND, 'pipelined', 2 * B)
     assert pred.latency_s == 9
     assert pred.stall_s == (2, 1, 1, 1)
 
 
 def test_resident_units_are_not_read_and_count_against_the_budget():
     # unit 0 resident: reads 1 (0-2), 2 (2-4); unit 3 waits for room until visit 2 (3), reads 4-6
-    pred = simulate(IO_BOUND, 'pipelined', 30, {0})
+    pred = simulate(IO_BOUND, 'pipelined', 3 * B, {0})
     assert pred.latency_s == 7
-    assert pred.bytes_read == 30
+    assert pred.bytes_read == 3 * B
     with pytest.raises(ValueError, match='minimum'):
-        simulate(IO_BOUND, 'pipelined', 29, {0})
+        simulate(IO_BOUND, 'pipelined', 3 * B - 1, {0})
 
 
 def test_prefetch_depth_limits_read_ahead():
     # depth 1 behaves like sequential reads but submitted at the same moments as the executor's
-    assert simulate(BALANCED, 'pipelined', 29, prefetch_depth=1).latency_s == 6
-    assert simulate(BALANCED, 'pipelined', 29, prefetch_depth=2).latency_s == 4
+    assert simulate(BALANCED, 'pipelined', 2 * B, prefetch_depth=1).latency_s == 6
+    assert simulate(BALANCED, 'pipelined', 2 * B, prefetch_depth=2).latency_s == 4
 
 
 def test_parent_held_while_children_run():
     holds = [(), (0,), (0,), ()]
     p = pipe([1] * 4, [1] * 4, holds)
-    assert min_budget(p.nbytes, list(zip(p.visits, p.holds)), 'sequential') == 20
-    assert min_budget(p.nbytes, list(zip(p.visits, p.holds)), 'pipelined') == 30
-    pred = simulate(p, 'sequential', 20)
-    assert pred.latency_s == 8 and pred.peak_bytes == 20
+    assert p.min_budget('sequential') == 2 * B   # the parent beside one child
+    assert p.min_budget('pipelined') == 3 * B    # ... and the next child
+    pred = simulate(p, 'sequential', 2 * B)
+    assert pred.latency_s == 8 and pred.peak_bytes == 2 * B
     with pytest.raises(ValueError):
-        simulate(p, 'sequential', 19)
+        simulate(p, 'sequential', 2 * B - 1)
 
 
-def test_contention_and_handoff_slow_reads_in_the_pipeline():
-    slow = pipe([1, 1, 1], [1, 1, 1], read_contention=2.0, handoff_s=0.5)
-    # reads take 2 in pipelined mode: 0-2, 2-4, then 4-6 once unit 0 is released; each ready
+def test_stream_bandwidth_and_handoff_in_the_pipeline():
+    slow = pipe([1, 1, 1], [1, 1, 1], stream_bps=B / 2, handoff_s=0.5)
+    # streaming reads take 2: 0-2, 2-4, then 4-6 once unit 0 is released; each ready
     # 0.5 after its read: computes 2.5-3.5, 4.5-5.5, 6.5-7.5
-    assert simulate(slow, 'pipelined', 20).latency_s == 7.5
-    # sequential reads never overlap compute: no contention, hand-off only
-    assert simulate(slow, 'sequential', 10).latency_s == 7.5
+    assert simulate(slow, 'pipelined', 2 * B).latency_s == 7.5
+    # sequential reads are timed alone (read_s): hand-off only
+    assert simulate(slow, 'sequential', B).latency_s == 7.5
 
 
 def test_plan_for_budget_keeps_resident_what_cannot_hide():
-    plan = planner.plan_for_budget(IO_BOUND, 30)
+    plan = planner.plan_for_budget(IO_BOUND, 3 * B)
     assert plan.mode == 'pipelined' and plan.resident
     assert plan.predicted_s <= 7
-    assert plan.predicted_s == simulate(IO_BOUND, 'pipelined', 30, plan.resident).latency_s
-    assert planner.plan_for_budget(IO_BOUND, 40).mode == 'preload'
-    assert planner.plan_for_budget(IO_BOUND, 15).mode == 'sequential'
+    assert plan.predicted_s == simulate(IO_BOUND, 'pipelined', 3 * B, plan.resident).latency_s
+    assert planner.plan_for_budget(IO_BOUND, 4 * B).mode == 'preload'
+    assert planner.plan_for_budget(IO_BOUND, B + B // 2).mode == 'sequential'
     with pytest.raises(ValueError, match='minimum'):
-        planner.plan_for_budget(IO_BOUND, 9)
+        planner.plan_for_budget(IO_BOUND, B - 1)
 
 
 def test_plan_for_deadline_takes_the_least_memory_that_meets_it():
     plan, met = planner.plan_for_deadline(IO_BOUND, 7.5, resolution=1)
     assert met and plan.predicted_s <= 7.5
-    assert plan.budget_bytes == 30  # 29 bytes and less cannot hold a resident unit and stream
+    assert plan.budget_bytes == 3 * B  # less cannot hold a resident unit and stream
     plan, met = planner.plan_for_deadline(IO_BOUND, 3.0)
     assert not met and plan.mode == 'preload'  # even all-resident takes 4
     plan, met = planner.plan_for_deadline(IO_BOUND, 100)
-    assert met and plan.mode == 'sequential' and plan.budget_bytes == 10
+    assert met and plan.mode == 'sequential' and plan.budget_bytes == B
 
 
 def test_curve_is_a_pareto_front_from_minimum_to_preload():
     curve = planner.pareto_curve(IO_BOUND, points=8)
-    assert curve[0].budget_bytes == 10 and curve[-1].mode == 'preload'
+    assert curve[0].budget_bytes == B and curve[-1].mode == 'preload'
     budgets = [q.budget_bytes for q in curve]
     delays = [q.predicted_s for q in curve]
     assert budgets == sorted(budgets) and delays == sorted(delays, reverse=True)
@@ -103,14 +106,14 @@ def test_curve_is_a_pareto_front_from_minimum_to_preload():
 
 
 def test_analytic_resident_bytes():
-    # compute 4 s at 5 bytes/s streams 20 of the 40 bytes: 20 must stay resident
-    assert planner.analytic_resident_bytes(IO_BOUND, 5.0) == 20
-    assert planner.analytic_resident_bytes(IO_BOUND, 100.0) == 0
+    # compute 4 s at B/2 bytes/s streams 2 of the 4 units: 2 must stay resident
+    assert planner.analytic_resident_bytes(IO_BOUND, B / 2) == 2 * B
+    assert planner.analytic_resident_bytes(IO_BOUND, 100.0 * B) == 0
 
 
 def test_compute_slows_only_while_reads_overlap_it():
     slow = pipe([1, 1, 1], [1, 1, 1], compute_contention=1.5)
     # reads 0-1, 1-2; unit 0 computes 1-2.5 (read 1 overlaps it: +0.5); unit 1 enters at 2.5,
     # read 2 runs 2.5-3.5 under its compute: 2.5-4.0; unit 2 computes alone 4.0-5.0
-    assert simulate(slow, 'pipelined', 20).latency_s == 5.0
-    assert simulate(slow, 'sequential', 10).latency_s == 6  # nothing overlaps
+    assert simulate(slow, 'pipelined', 2 * B).latency_s == 5.0
+    assert simulate(slow, 'sequential', B).latency_s == 6  # nothing overlaps

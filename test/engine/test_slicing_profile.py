@@ -93,7 +93,7 @@ def test_profile_is_measured_saved_reused_and_invalidated(toy_store):
     assert list(p.visits) == list(store.schedule)
     assert len(p.compute_s) == len(p.visits) and all(c >= 0 for c in p.compute_s)
     assert all(r > 0 for r in p.read_s) and prof.read_bandwidth_bps > 0
-    assert p.read_contention >= 1.0 and p.handoff_s >= 0
+    assert p.compute_contention >= 1.0 and p.handoff_s >= 0 and p.stream_bps > 0
     assert prof.remaining_s(0) == pytest.approx(sum(p.compute_s))
     assert prof.remaining_s(len(p.visits)) == 0
     assert profile.load(dl, (x,)) is None

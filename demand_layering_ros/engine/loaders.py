@@ -1,0 +1,631 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""Loaders carry out a plan: they read its requests into place, ahead of compute, in order.
+
+Reader threads (``queue_depth`` of them) take the plan's requests first to last; a request is
+read once its gate visit was entered (its place is free and the horizon reaches it). The compute
+thread tells the loader which visit it enters (which releases the loads whose last visit is
+behind it) and waits for the load of that visit. ``HostLoader`` reads into the host arena where
+compute uses the bytes in place (the paper's 2-stage form); ``CudaLoader`` reads into pinned
+staging slots and copies them on a copy stream into a device arena, ordered by events, so reads,
+copies and compute overlap (the 3-stage form).
+
+Off the recorded order (data-dependent control flow) a unit is loaded on demand into free ring
+space; read-ahead is taken back when that is the only way to make room.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import threading
+import time
+from typing import Any
+
+import torch
+
+from .arena import HostArena
+from .errors import BudgetError, EngineError
+from .policy import Plan, Region, Request
+from .reader import Reader
+from .store import LayerStore
+
+
+@dataclass
+class _Pass:
+    """One inference's progress through the plan's requests."""
+
+    plan: Plan
+    entered: int = -1
+    next: int = 0               # next request to issue
+    in_flight: int = 0
+    active: bool = True
+    parts_left: list[int] | None = None
+    inflight_parts: list[int] | None = None
+    ready: list[bool] | None = None
+    released: list[bool] | None = None
+    cancelled: list[bool] | None = None
+    error: list[BaseException | None] | None = None
+    started: list[float] | None = None
+    done_at: list[float] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.plan.loads)
+        self.parts_left = list(self.plan.parts)
+        self.inflight_parts = [0] * n
+        self.ready = [False] * n
+        self.released = [False] * n
+        self.cancelled = [False] * n
+        self.error = [None] * n
+        self.started = [0.0] * n
+        self.done_at = [0.0] * n
+
+
+@dataclass(eq=False)
+class OnDemand:
+    """A unit loaded off the recorded order, into free ring space."""
+
+    unit: int
+    offset: int     # into the ring
+    nbytes: int
+    region: torch.Tensor | None = None
+
+
+class Loader:
+    """Runs the request pipeline of a plan; subclasses decide where bytes land."""
+
+    def __init__(self, store: LayerStore, *, direct_io: bool = True, verify: str = 'once',
+                 queue_depth: int = 2) -> None:
+        self.store = store
+        self.reader = Reader(store.path, direct=direct_io)
+        self.verify = verify
+        self._cond = threading.Condition()
+        self._plan: Plan | None = None
+        self._pass: _Pass | None = None
+        self._on_demand: list[OnDemand] = []
+        self._workers: list[threading.Thread] = []
+        self._closing = False
+        self._verified = False
+        self._views: dict[tuple[Region, int], dict[str, torch.Tensor]] = {}
+        self.counters = {'loads': 0, 'on_demand_loads': 0, 'stall_seconds': 0.0}
+
+    # -- configuration ------------------------------------------------------------------------
+    @property
+    def plan(self) -> Plan | None:
+        """The plan in force (None before the first, or after ``release``)."""
+        return self._plan
+
+    def apply(self, plan: Plan) -> None:
+        """Size the memory for ``plan`` and bring its resident units in (blocking)."""
+        self._views.clear()
+        if self.verify == 'once' and not self._verified:
+            self.verify_all()
+        self._plan = None
+        self._resize(plan)
+        self._plan = plan
+        self._start_workers(plan.io.queue_depth)
+        if plan.resident_requests:
+            self._run_all(plan, plan.resident_requests)
+
+    def release(self) -> None:
+        """Give all weight memory back; the next ``apply`` maps it again."""
+        self._views.clear()
+        self._plan = None
+        self._resize(None)
+
+    def close(self) -> None:
+        """Stop the reader threads and close the file."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        for w in self._workers:
+            w.join(timeout=10)
+        self.release()
+        self.reader.close()
+
+    def verify_all(self) -> None:
+        """Check every unit's checksum, streaming the store through one unit-sized buffer."""
+        buf = HostArena()
+        try:
+            buf.resize(max(u.nbytes for u in self.store.units))
+            for unit in self.store.units:
+                view = buf.view(0, unit.nbytes)
+                try:
+                    self.reader.read(unit.offset, view, unit.name)
+                    self.store.verify(unit, view)
+                finally:
+                    view.release()
+        finally:
+            buf.release()
+        self._verified = True
+
+    # -- the compute thread's side --------------------------------------------------------------
+    def begin(self) -> None:
+        """Start a pass over the plan's requests (reads of the first loads begin now)."""
+        assert self._plan is not None
+        with self._cond:
+            self._pass = _Pass(self._plan)
+            self._cond.notify_all()
+
+    def enter(self, visit: int) -> None:
+        """Visit ``visit`` is entered: release the loads whose last visit is behind it.
+
+        Entering beyond the next visit (skipping visits) releases the skipped loads too; their
+        reads are cancelled, or waited for when already in flight.
+        """
+        p = self._pass
+        assert p is not None
+        with self._cond:
+            for k in range(p.entered + 1, visit + 1):
+                for j in p.plan.released_on_entering[k]:
+                    self._release_load(p, j)
+                if k < visit:  # skipped: its load will not be used in this pass
+                    j = p.plan.load_of_visit[k]
+                    if j >= 0 and p.plan.loads[j].last < visit:
+                        p.cancelled[j] = True
+            p.entered = max(p.entered, visit)
+            self._cond.notify_all()
+
+    def wait(self, j: int) -> tuple[float, float]:
+        """Block until load ``j`` is ready; return (stall seconds, its read seconds)."""
+        p = self._pass
+        assert p is not None
+        t0 = time.perf_counter()
+        with self._cond:
+            if not p.ready[j] and p.error[j] is None and p.cancelled[j]:
+                self._reissue(p, j)
+            while not p.ready[j] and p.error[j] is None:
+                self._cond.wait()
+            err = p.error[j]
+        if err is not None:
+            raise err
+        stall = time.perf_counter() - t0
+        self.counters['stall_seconds'] += stall
+        self._ready_on_compute_stream(j)
+        return stall, p.done_at[j] - p.started[j]
+
+    def end(self) -> None:
+        """End the pass: stop issuing, wait for reads in flight, release everything streamed."""
+        p = self._pass
+        if p is None:
+            return
+        with self._cond:
+            p.active = False
+            while p.in_flight:
+                self._cond.wait()
+            for j in range(len(p.plan.loads)):
+                self._release_load(p, j)
+            self._on_demand.clear()
+            self._pass = None
+            self._cond.notify_all()
+
+    def region(self, region: Region, offset: int, nbytes: int) -> torch.Tensor:
+        """The bytes of a placed load as a uint8 tensor (where compute reads them)."""
+        raise NotImplementedError
+
+    def views(self, region: Region, key: int, unit: int, offset: int) -> dict[str, torch.Tensor]:
+        """The unit's tensors at ``offset`` of ``region`` (cached for the plan in force)."""
+        cached = self._views.get((region, key))
+        if cached is None:
+            u = self.store.units[unit]
+            cached = self.store.tensors_of(u, self.region(region, offset, u.nbytes))
+            self._views[(region, key)] = cached
+        return cached
+
+    def load_on_demand(self, unit: int) -> OnDemand:
+        """Load ``unit`` now, off the plan, into free ring space (BudgetError: no room)."""
+        p = self._pass
+        assert p is not None and self._plan is not None
+        nbytes = self.store.units[unit].nbytes
+        with self._cond:
+            pos = self._free_ring(p, nbytes)
+            if pos is None:  # take back read-ahead that is not in use yet
+                self._take_back(p)
+                pos = self._free_ring(p, nbytes)
+            if pos is None:
+                raise BudgetError(f'no room to load unit {self.store.units[unit].name!r} on '
+                                  f'demand within the {self._plan.config.budget_bytes}-byte '
+                                  'budget')
+            od = OnDemand(unit, pos, nbytes)
+            self._on_demand.append(od)
+        request = Request(self.store.units[unit].offset, Region.RING, pos, nbytes, (), -1, ())
+        self._read(request)
+        self._copied_on_demand()
+        od.region = self.region(Region.RING, pos, nbytes)
+        self.counters['on_demand_loads'] += 1
+        return od
+
+    def drop_on_demand(self, od: OnDemand) -> None:
+        """The on-demand unit is no longer in use: its ring space is free again."""
+        self._retire_on_demand(od)
+        with self._cond:
+            self._on_demand.remove(od)
+            self._cond.notify_all()
+
+    # -- reader threads -------------------------------------------------------------------------
+    def _start_workers(self, n: int) -> None:
+        while len(self._workers) < n:
+            w = threading.Thread(target=self._work, name=f'dl-reader-{len(self._workers)}',
+                                 daemon=True)
+            self._workers.append(w)
+            w.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._closing:
+                        return
+                    picked = self._pick()
+                    if picked is not None:
+                        break
+                    self._cond.wait()
+                p, r = picked
+                now = time.perf_counter()
+                for j in r.loads:
+                    if p.inflight_parts[j] == 0 and p.parts_left[j] == p.plan.parts[j]:
+                        p.started[j] = now
+                    p.inflight_parts[j] += 1
+            err: BaseException | None = None
+            try:
+                self._read(r)
+                if self.verify == 'full':
+                    self._verify_completed(p, r)
+            except BaseException as e:  # noqa: BLE001 - handed to the compute thread
+                err = e
+            with self._cond:
+                p.in_flight -= 1
+                now = time.perf_counter()
+                for j in r.loads:
+                    p.inflight_parts[j] -= 1
+                    p.parts_left[j] -= 1
+                    if err is not None:
+                        p.error[j] = err
+                    elif p.parts_left[j] == 0:
+                        p.ready[j] = True
+                        p.done_at[j] = now
+                        self.counters['loads'] += 1
+                self._cond.notify_all()
+
+    def _pick(self) -> tuple[_Pass, Request] | None:
+        """The next request if it may be read now (caller holds the lock)."""
+        p = self._pass
+        if p is None or not p.active or p.in_flight >= p.plan.io.queue_depth:
+            return None
+        reqs = p.plan.requests
+        while p.next < len(reqs) and all(p.cancelled[j] for j in reqs[p.next].loads):
+            for j in reqs[p.next].loads:  # skipped loads: nothing to read
+                p.parts_left[j] -= 1
+            p.next += 1
+        if p.next >= len(reqs):
+            return None
+        r = reqs[p.next]
+        if r.gate > p.entered or any(p.inflight_parts[a] for a in r.after):
+            return None
+        if self._on_demand and r.region == Region.RING and any(
+                r.offset < od.offset + od.nbytes and od.offset < r.offset + r.nbytes
+                for od in self._on_demand):
+            return None
+        if not self._slot_free():
+            return None
+        p.next += 1
+        p.in_flight += 1
+        return p, r
+
+    def _verify_completed(self, p: _Pass, r: Request) -> None:
+        with self._cond:
+            done = [j for j in r.loads if p.parts_left[j] == 1]
+        for j in done:
+            ld = p.plan.loads[j]
+            unit = self.store.units[ld.unit]
+            self.store.verify(unit, self._host_bytes(ld.region, ld.offset, unit.nbytes))
+
+    def _run_all(self, plan: Plan, requests: tuple[Request, ...]) -> None:
+        """Read ``requests`` (all gates open) on the reader threads and wait for them."""
+        errors: list[BaseException] = []
+        sem = threading.Semaphore(plan.io.queue_depth)
+        threads = []
+
+        def one(r: Request) -> None:
+            try:
+                self._read(r)
+            except BaseException as e:  # noqa: BLE001 - re-raised below
+                errors.append(e)
+            finally:
+                sem.release()
+
+        for r in requests:
+            sem.acquire()
+            if errors:
+                break
+            t = threading.Thread(target=one, args=(r,), daemon=True)
+            threads.append(t)
+            t.start()
+        for t in threads:
+            t.join()
+        self._synchronize()
+        if errors:
+            raise errors[0]
+
+    # -- the pass's bookkeeping (caller holds the lock) ------------------------------------------
+    def _release_load(self, p: _Pass, j: int) -> None:
+        if not p.released[j]:
+            p.released[j] = True
+            self._released(j)
+
+    def _free_ring(self, p: _Pass, nbytes: int) -> int | None:
+        """First ring place of ``nbytes`` clear of loads in use, in flight, ready or on demand."""
+        plan = p.plan
+        units = self.store.units
+        busy = sorted([(ld.offset, ld.offset + units[ld.unit].nbytes)
+                       for j, ld in enumerate(plan.loads) if ld.region == Region.RING
+                       and not p.released[j] and (p.ready[j] or p.inflight_parts[j])]
+                      + [(od.offset, od.offset + od.nbytes) for od in self._on_demand])
+        cursor = 0
+        for lo, hi in busy:
+            if lo - cursor >= nbytes:
+                return cursor
+            cursor = max(cursor, hi)
+        return cursor if plan.ring_bytes - cursor >= nbytes else None
+
+    def _take_back(self, p: _Pass) -> None:
+        """Forget read-ahead of visits not entered yet (it is read again when needed)."""
+        while p.in_flight:
+            self._cond.wait()
+        reqs = p.plan.requests
+        first = p.next
+        while first > 0 and all(p.plan.loads[j].first > p.entered for j in reqs[first - 1].loads):
+            first -= 1
+        for r in reqs[first:p.next]:
+            for j in r.loads:
+                p.ready[j] = False
+                p.parts_left[j] = p.plan.parts[j]
+        p.next = first
+
+    def _reissue(self, p: _Pass, j: int) -> None:
+        """A load cancelled by a skip is wanted after all: read it again (rare)."""
+        p.cancelled[j] = False
+        p.parts_left[j] = p.plan.parts[j]
+        p.ready[j] = False
+        idx = next(i for i, r in enumerate(p.plan.requests) if j in r.loads)
+        p.next = min(p.next, idx)
+        self._cond.notify_all()
+
+    # -- where bytes land (subclasses) ------------------------------------------------------------
+    def _resize(self, plan: Plan | None) -> None:
+        raise NotImplementedError
+
+    def _read(self, r: Request) -> None:
+        raise NotImplementedError
+
+    def _host_bytes(self, region: Region, offset: int, nbytes: int) -> memoryview:
+        raise EngineError('checking every load needs the bytes in host memory (device cpu)')
+
+    def _slot_free(self) -> bool:
+        return True
+
+    def _released(self, j: int) -> None:
+        """Load ``j`` was released on the compute thread."""
+
+    def _ready_on_compute_stream(self, j: int) -> None:
+        """Order compute after load ``j``'s bytes arrived (CUDA)."""
+
+    def _copied_on_demand(self) -> None:
+        """An on-demand read finished; make its bytes visible to compute (CUDA)."""
+
+    def _retire_on_demand(self, od: OnDemand) -> None:
+        """Compute is done with an on-demand unit (CUDA: before its space is reused)."""
+
+    def _synchronize(self) -> None:
+        """Wait for copies in flight (CUDA)."""
+
+    @property
+    def maps(self) -> int:
+        """Mapping / allocation calls for weight memory since the counter was last reset."""
+        raise NotImplementedError
+
+    def reset_maps(self) -> None:
+        """Restart the mapping counter."""
+        raise NotImplementedError
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes that hold weights now (arenas and staging)."""
+        raise NotImplementedError
+
+
+class HostLoader(Loader):
+    """Reads into one host arena; compute uses the bytes where they landed (CPU)."""
+
+    def __init__(self, store: LayerStore, **kwargs: Any) -> None:
+        super().__init__(store, **kwargs)
+        self.arena = HostArena()
+
+    def region(self, region: Region, offset: int, nbytes: int) -> torch.Tensor:
+        """See :meth:`Loader.region`."""
+        assert self._plan is not None and self.arena.tensor is not None
+        base = self._plan.base(region) + offset
+        return self.arena.tensor[base:base + nbytes]
+
+    def _resize(self, plan: Plan | None) -> None:
+        self.arena.resize(0 if plan is None else plan.weight_bytes - plan.staging_bytes)
+
+    def _read(self, r: Request) -> None:
+        plan = self._plan
+        assert plan is not None
+        view = self.arena.view(plan.base(r.region) + r.offset, r.nbytes)
+        try:
+            self.reader.read(r.file_offset, view)
+        finally:
+            view.release()
+
+    def _host_bytes(self, region: Region, offset: int, nbytes: int) -> memoryview:
+        assert self._plan is not None
+        return self.arena.view(self._plan.base(region) + offset, nbytes)
+
+    @property
+    def maps(self) -> int:
+        """See :meth:`Loader.maps`."""
+        return self.arena.maps
+
+    def reset_maps(self) -> None:
+        """See :meth:`Loader.reset_maps`."""
+        self.arena.maps = 0
+
+    @property
+    def weight_bytes(self) -> int:
+        """See :meth:`Loader.weight_bytes`."""
+        return self.arena.held_bytes
+
+
+class CudaLoader(Loader):
+    """Reads into pinned staging slots, copies them into a device arena on a copy stream."""
+
+    def __init__(self, store: LayerStore, device: torch.device, **kwargs: Any) -> None:
+        super().__init__(store, **kwargs)
+        if kwargs.get('verify') == 'full':
+            raise EngineError("verify='full' checks loads in host memory: use device cpu, or "
+                              "verify='once' (every unit is checked when first configured)")
+        self.device = device
+        self.copy_stream = torch.cuda.Stream(device)
+        self.staging = HostArena()
+        self._device: torch.Tensor | None = None
+        self._device_bytes = 0
+        self._device_maps = 0
+        self._slots: list[int] = []                       # free staging slot offsets
+        self._cooling: list[tuple[int, Any]] = []         # (slot, copy event)
+        self._ready_events: dict[int, Any] = {}
+        self._release_events: dict[int, Any] = {}
+        self._slot_bytes = 0
+        self._registered = 0   # address of the page-locked staging mapping
+
+    def region(self, region: Region, offset: int, nbytes: int) -> torch.Tensor:
+        """See :meth:`Loader.region`."""
+        assert self._plan is not None and self._device is not None
+        base = self._plan.base(region) + offset
+        return self._device[base:base + nbytes]
+
+    def _resize(self, plan: Plan | None) -> None:
+        self._synchronize()
+        self._device = None
+        self._ready_events.clear()
+        self._release_events.clear()
+        self._cooling.clear()
+        if plan is None:
+            self._unregister()
+            self.staging.release()
+            self._device_bytes = 0
+            torch.cuda.empty_cache()
+            return
+        device_bytes = plan.weight_bytes - plan.staging_bytes
+        if device_bytes != self._device_bytes:
+            torch.cuda.empty_cache()
+        self._device = torch.empty(device_bytes, dtype=torch.uint8, device=self.device)
+        if device_bytes != self._device_bytes:
+            self._device_maps += 1
+        self._device_bytes = device_bytes
+        n_slots = plan.io.staging_slots
+        self._slot_bytes = plan.staging_bytes // n_slots
+        if self.staging.size != plan.staging_bytes:
+            self._unregister()
+            self.staging.release()
+            self.staging.resize(plan.staging_bytes)
+            assert self.staging.tensor is not None
+            # page-lock the slots so copies from them are truly asynchronous
+            self._registered = self.staging.tensor.data_ptr()
+            torch.cuda.cudart().cudaHostRegister(self._registered, plan.staging_bytes, 0)
+        self._slots = [i * self._slot_bytes for i in range(n_slots)]
+
+    def _unregister(self) -> None:
+        if self._registered:
+            torch.cuda.cudart().cudaHostUnregister(self._registered)
+            self._registered = 0
+
+    def _slot_free(self) -> bool:
+        if self._slots:
+            return True
+        still = []
+        for slot, ev in self._cooling:
+            if ev.query():
+                self._slots.append(slot)
+            else:
+                still.append((slot, ev))
+        self._cooling = still
+        return bool(self._slots)
+
+    def _read(self, r: Request) -> None:
+        with self._cond:
+            if not self._slot_free():   # on-demand and resident reads come here directly
+                slot, ev = self._cooling.pop(0)
+                ev.synchronize()
+            else:
+                slot = self._slots.pop()
+        ev = None
+        try:
+            for lo in range(0, r.nbytes, self._slot_bytes):
+                n = min(self._slot_bytes, r.nbytes - lo)
+                view = self.staging.view(slot, n)
+                try:
+                    self.reader.read(r.file_offset + lo, view)
+                finally:
+                    view.release()
+                ev = self._copy(r, lo, slot, n)
+                if lo + n < r.nbytes:
+                    ev.synchronize()
+        finally:
+            with self._cond:
+                if ev is None:
+                    self._slots.append(slot)
+                else:
+                    self._cooling.append((slot, ev))
+        p = self._pass
+        if p is not None:
+            for j in r.loads:
+                self._ready_events[j] = ev
+
+    def _copy(self, r: Request, lo: int, slot: int, n: int) -> Any:
+        assert self._plan is not None and self._device is not None
+        assert self.staging.tensor is not None
+        base = self._plan.base(r.region) + r.offset + lo
+        with torch.cuda.stream(self.copy_stream):
+            for a in r.after:   # compute is done with what lay in this place
+                ev = self._release_events.get(a)
+                if ev is not None:
+                    self.copy_stream.wait_event(ev)
+            self._device[base:base + n].copy_(self.staging.tensor[slot:slot + n],
+                                              non_blocking=True)
+            ev = torch.cuda.Event()
+            ev.record(self.copy_stream)
+        return ev
+
+    def _ready_on_compute_stream(self, j: int) -> None:
+        ev = self._ready_events.get(j)
+        if ev is not None:
+            torch.cuda.current_stream(self.device).wait_event(ev)
+
+    def _released(self, j: int) -> None:
+        ev = torch.cuda.Event()
+        ev.record(torch.cuda.current_stream(self.device))
+        self._release_events[j] = ev
+
+    def _copied_on_demand(self) -> None:
+        torch.cuda.current_stream(self.device).wait_stream(self.copy_stream)
+
+    def _retire_on_demand(self, od: OnDemand) -> None:
+        self.copy_stream.wait_stream(torch.cuda.current_stream(self.device))
+
+    def _synchronize(self) -> None:
+        self.copy_stream.synchronize()
+
+    @property
+    def maps(self) -> int:
+        """See :meth:`Loader.maps`."""
+        return self.staging.maps + self._device_maps
+
+    def reset_maps(self) -> None:
+        """See :meth:`Loader.reset_maps`."""
+        self.staging.maps = 0
+        self._device_maps = 0
+
+    @property
+    def weight_bytes(self) -> int:
+        """See :meth:`Loader.weight_bytes`."""
+        return self.staging.held_bytes + self._device_bytes
