@@ -4,7 +4,9 @@
 ``--prepare`` (run in its own process by the first call) writes the offload folder from the same
 seeded random weights. The timed process builds the skeleton on the meta device (never
 materialised), attaches ``accelerate.disk_offload`` and evicts the offload files from the page
-cache before every frame, so each frame reads from the disk as demand layering does.
+cache before every frame, so each frame reads from the disk as demand layering does. With
+``--device cuda`` it runs on the GPU (``execution_device``): its weight figure is then the device
+memory its hooks materialise at once.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--frames', type=int, default=10)
     p.add_argument('--warmup', type=int, default=2)
     p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--device', default='cpu', help='execution device (cpu, cuda, cuda:N)')
     p.add_argument('--prepare', action='store_true')
     args = p.parse_args(argv)
     if args.prepare:
@@ -59,11 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     from ..engine.page_cache import evict
     from ..perception.models import build_skeleton, example_input
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     model = build_skeleton(args.model)
-    disk_offload(model, str(args.offload_dir), execution_device=torch.device('cpu'),
-                 offload_buffers=True)
+    disk_offload(model, str(args.offload_dir), execution_device=device, offload_buffers=True)
     files = sorted(args.offload_dir.glob('*.dat'))
     x = example_input(args.model, tuple(args.input_size) if args.input_size else None, seed=1)
+    x = tuple([t.to(device) for t in a] if isinstance(a, list) else a.to(device) for a in x)
+
+    def sync() -> None:
+        if device.type == 'cuda':
+            torch.cuda.synchronize(device)
     peak = 0
     from accelerate.hooks import AlignDevicesHook
     original = AlignDevicesHook.pre_forward
@@ -83,14 +91,16 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.warmup + args.frames):
             for f in files:
                 evict(f)
+            sync()
             t0 = time.perf_counter()
             model(*x)
+            sync()
             ms = (time.perf_counter() - t0) * 1e3
             print(json.dumps({'frame': i, 'warmup': i < args.warmup, 'latency_ms': ms}),
                   flush=True)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(json.dumps({'stats': {'weight_bytes_peak': peak, 'rss_peak_bytes': rss,
-                                'direct_io': False, 'device': 'cpu', 'inferences': 1}}),
+                                'direct_io': False, 'device': str(device), 'inferences': 1}}),
           flush=True)
     return 0
 

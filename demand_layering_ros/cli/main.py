@@ -56,6 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         budget = int(args.budget_x_largest * store.largest_unit_bytes)
     resident = [int(i) for i in args.resident.split(',') if i] if args.resident else ()
     dl, x = _open_model(args, store, mode=args.mode, budget_bytes=budget, resident=resident)
+    page = os.sysconf('SC_PAGE_SIZE')
     for i in range(args.warmup + args.frames):
         t0 = time.perf_counter()
         dl(*x)
@@ -63,11 +64,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             torch.cuda.synchronize()
         ms = (time.perf_counter() - t0) * 1e3
         warm = i < args.warmup
+        with open('/proc/self/statm') as f:   # resident set now (ru_maxrss is only the peak)
+            rss = int(f.read().split()[1]) * page
         if args.json:
-            print(json.dumps({'frame': i, 'warmup': warm, 'latency_ms': round(ms, 3)}),
-                  flush=True)
+            print(json.dumps({'frame': i, 'warmup': warm, 'latency_ms': round(ms, 3),
+                              'rss_bytes': rss, 'maps': dl.stats()['maps']}), flush=True)
         else:
-            print(f'frame {i}{" (warm-up)" if warm else ""}: {ms:.1f} ms', flush=True)
+            print(f'frame {i}{" (warm-up)" if warm else ""}: {ms:.1f} ms, RSS '
+                  f'{rss / 2**20:.0f} MiB', flush=True)
     stats = dl.stats()
     stats['rss_peak_bytes'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     dl.close()

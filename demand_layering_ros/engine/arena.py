@@ -24,7 +24,7 @@ class HostArena:
         self._lingering: list[mmap.mmap] = []
         self.tensor: torch.Tensor | None = None
         self.size = 0      # bytes in use (the mapping may be longer, its tail returned)
-        self.maps = 0      # mapping calls since the counter was last reset
+        self.maps = 0      # mapping calls so far
 
     def resize(self, nbytes: int) -> None:
         """Hold exactly ``nbytes`` (page multiple); views of the old contents become invalid.

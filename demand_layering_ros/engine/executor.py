@@ -80,6 +80,7 @@ class DemandLayeredModel:
         self._config_lock = threading.Lock()
         self._counters: dict[str, Any] = dict(inferences=0, aborted=0)
         self._peak = 0
+        self._maps_applied = 0
         self._config = self.validate(mode=mode, budget_bytes=budget_bytes, resident=resident,
                                      prefetch_depth=prefetch_depth)
         self._pending: Config | None = self._config
@@ -173,7 +174,7 @@ class DemandLayeredModel:
         for u in plan.resident:
             self._binder.bind(u, self._loader.views(Region.RESIDENT, u, u,
                                                     plan.resident_offsets[u]), ('res', u))
-        self._loader.reset_maps()
+        self._maps_applied = self._loader.maps
         self._peak = self._loader.weight_bytes
         self._loader.counters.update(on_demand_loads=0, stall_seconds=0.0)
         self._counters['aborted'] = 0
@@ -393,7 +394,8 @@ class DemandLayeredModel:
             'unit_loads': c['loads'],
             'inferences': self._counters['inferences'],
             'aborted': self._counters['aborted'],
-            'maps': self._loader.maps,
+            'maps': self._loader.maps - self._maps_applied,   # 0 in steady state
+            'maps_total': self._loader.maps,
             'queue_depth': self.io.queue_depth,
             'request_bytes': self.io.request_bytes,
             'device': str(self.device),

@@ -77,7 +77,11 @@ class Loader:
         self.store = store
         self.reader = Reader(store.path, direct=direct_io)
         self.verify = verify
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        # two conditions on one lock: the reader threads wait for work, the compute thread for
+        # loads; each side wakes only whom it concerns
+        self._work_cv = threading.Condition(self._lock)
+        self._done_cv = threading.Condition(self._lock)
         self._plan: Plan | None = None
         self._pass: _Pass | None = None
         self._on_demand: list[OnDemand] = []
@@ -113,9 +117,9 @@ class Loader:
 
     def close(self) -> None:
         """Stop the reader threads and close the file."""
-        with self._cond:
+        with self._lock:
             self._closing = True
-            self._cond.notify_all()
+            self._work_cv.notify_all()
         for w in self._workers:
             w.join(timeout=10)
         self.release()
@@ -141,9 +145,9 @@ class Loader:
     def begin(self) -> None:
         """Start a pass over the plan's requests (reads of the first loads begin now)."""
         assert self._plan is not None
-        with self._cond:
+        with self._lock:
             self._pass = _Pass(self._plan)
-            self._cond.notify_all()
+            self._work_cv.notify_all()
 
     def enter(self, visit: int) -> None:
         """Visit ``visit`` is entered: release the loads whose last visit is behind it.
@@ -153,7 +157,7 @@ class Loader:
         """
         p = self._pass
         assert p is not None
-        with self._cond:
+        with self._lock:
             for k in range(p.entered + 1, visit + 1):
                 for j in p.plan.released_on_entering[k]:
                     self._release_load(p, j)
@@ -162,18 +166,19 @@ class Loader:
                     if j >= 0 and p.plan.loads[j].last < visit:
                         p.cancelled[j] = True
             p.entered = max(p.entered, visit)
-            self._cond.notify_all()
+            if p.next < len(p.plan.requests) and p.plan.requests[p.next].gate <= visit:
+                self._work_cv.notify()
 
     def wait(self, j: int) -> tuple[float, float]:
         """Block until load ``j`` is ready; return (stall seconds, its read seconds)."""
         p = self._pass
         assert p is not None
         t0 = time.perf_counter()
-        with self._cond:
+        with self._lock:
             if not p.ready[j] and p.error[j] is None and p.cancelled[j]:
                 self._reissue(p, j)
             while not p.ready[j] and p.error[j] is None:
-                self._cond.wait()
+                self._done_cv.wait()
             err = p.error[j]
         if err is not None:
             raise err
@@ -187,15 +192,14 @@ class Loader:
         p = self._pass
         if p is None:
             return
-        with self._cond:
+        with self._lock:
             p.active = False
             while p.in_flight:
-                self._cond.wait()
+                self._done_cv.wait()
             for j in range(len(p.plan.loads)):
                 self._release_load(p, j)
             self._on_demand.clear()
             self._pass = None
-            self._cond.notify_all()
 
     def region(self, region: Region, offset: int, nbytes: int) -> torch.Tensor:
         """The bytes of a placed load as a uint8 tensor (where compute reads them)."""
@@ -215,7 +219,7 @@ class Loader:
         p = self._pass
         assert p is not None and self._plan is not None
         nbytes = self.store.units[unit].nbytes
-        with self._cond:
+        with self._lock:
             pos = self._free_ring(p, nbytes)
             if pos is None:  # take back read-ahead that is not in use yet
                 self._take_back(p)
@@ -236,9 +240,9 @@ class Loader:
     def drop_on_demand(self, od: OnDemand) -> None:
         """The on-demand unit is no longer in use: its ring space is free again."""
         self._retire_on_demand(od)
-        with self._cond:
+        with self._lock:
             self._on_demand.remove(od)
-            self._cond.notify_all()
+            self._work_cv.notify_all()
 
     # -- reader threads -------------------------------------------------------------------------
     def _start_workers(self, n: int) -> None:
@@ -250,15 +254,16 @@ class Loader:
 
     def _work(self) -> None:
         while True:
-            with self._cond:
+            with self._lock:
                 while True:
                     if self._closing:
                         return
                     picked = self._pick()
                     if picked is not None:
                         break
-                    self._cond.wait()
+                    self._work_cv.wait()
                 p, r = picked
+                self._work_cv.notify()   # the next request may be readable too
                 now = time.perf_counter()
                 for j in r.loads:
                     if p.inflight_parts[j] == 0 and p.parts_left[j] == p.plan.parts[j]:
@@ -271,7 +276,7 @@ class Loader:
                     self._verify_completed(p, r)
             except BaseException as e:  # noqa: BLE001 - handed to the compute thread
                 err = e
-            with self._cond:
+            with self._lock:
                 p.in_flight -= 1
                 now = time.perf_counter()
                 for j in r.loads:
@@ -283,7 +288,8 @@ class Loader:
                         p.ready[j] = True
                         p.done_at[j] = now
                         self.counters['loads'] += 1
-                self._cond.notify_all()
+                self._done_cv.notify_all()
+                self._work_cv.notify()
 
     def _pick(self) -> tuple[_Pass, Request] | None:
         """The next request if it may be read now (caller holds the lock)."""
@@ -311,7 +317,7 @@ class Loader:
         return p, r
 
     def _verify_completed(self, p: _Pass, r: Request) -> None:
-        with self._cond:
+        with self._lock:
             done = [j for j in r.loads if p.parts_left[j] == 1]
         for j in done:
             ld = p.plan.loads[j]
@@ -369,7 +375,7 @@ class Loader:
     def _take_back(self, p: _Pass) -> None:
         """Forget read-ahead of visits not entered yet (it is read again when needed)."""
         while p.in_flight:
-            self._cond.wait()
+            self._done_cv.wait()
         reqs = p.plan.requests
         first = p.next
         while first > 0 and all(p.plan.loads[j].first > p.entered for j in reqs[first - 1].loads):
@@ -387,7 +393,7 @@ class Loader:
         p.ready[j] = False
         idx = next(i for i, r in enumerate(p.plan.requests) if j in r.loads)
         p.next = min(p.next, idx)
-        self._cond.notify_all()
+        self._work_cv.notify_all()
 
     # -- where bytes land (subclasses) ------------------------------------------------------------
     def _resize(self, plan: Plan | None) -> None:
@@ -419,11 +425,7 @@ class Loader:
 
     @property
     def maps(self) -> int:
-        """Mapping / allocation calls for weight memory since the counter was last reset."""
-        raise NotImplementedError
-
-    def reset_maps(self) -> None:
-        """Restart the mapping counter."""
+        """Mapping / allocation calls for weight memory so far."""
         raise NotImplementedError
 
     @property
@@ -465,10 +467,6 @@ class HostLoader(Loader):
     def maps(self) -> int:
         """See :meth:`Loader.maps`."""
         return self.arena.maps
-
-    def reset_maps(self) -> None:
-        """See :meth:`Loader.reset_maps`."""
-        self.arena.maps = 0
 
     @property
     def weight_bytes(self) -> int:
@@ -552,7 +550,7 @@ class CudaLoader(Loader):
         return bool(self._slots)
 
     def _read(self, r: Request) -> None:
-        with self._cond:
+        with self._lock:
             if not self._slot_free():   # on-demand and resident reads come here directly
                 slot, ev = self._cooling.pop(0)
                 ev.synchronize()
@@ -571,7 +569,7 @@ class CudaLoader(Loader):
                 if lo + n < r.nbytes:
                     ev.synchronize()
         finally:
-            with self._cond:
+            with self._lock:
                 if ev is None:
                     self._slots.append(slot)
                 else:
@@ -619,11 +617,6 @@ class CudaLoader(Loader):
     def maps(self) -> int:
         """See :meth:`Loader.maps`."""
         return self.staging.maps + self._device_maps
-
-    def reset_maps(self) -> None:
-        """See :meth:`Loader.reset_maps`."""
-        self.staging.maps = 0
-        self._device_maps = 0
 
     @property
     def weight_bytes(self) -> int:

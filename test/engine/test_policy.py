@@ -61,10 +61,11 @@ def check(layout: Layout, plan: policy.Plan) -> None:
                 assert i in before(loads, j), (i, j)
     for r in plan.requests:
         for i in r.after:                  # gate: entering visit `gate` released them all
-            assert loads[i].last + 1 <= max(r.gate, 0) or r.gate == -1 and loads[i].last < 0
+            assert loads[i].last + 1 <= r.gate
         assert r.gate <= min(loads[j].first for j in r.loads)
     for k, j in enumerate(plan.load_of_visit):
-        assert j == -1 or loads[j].unit == layout.visits[k] and loads[j].first <= k <= loads[j].last
+        assert j == -1 or (loads[j].unit == layout.visits[k]
+                           and loads[j].first <= k <= loads[j].last)
     assert plan.weight_bytes <= plan.config.budget_bytes
 
 
