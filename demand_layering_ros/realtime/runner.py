@@ -264,7 +264,7 @@ class FrameRunner(Generic[M]):
         # consumers unable to match results to images
         if stamp.unset or (stamp.far and s.deadline_reference == DeadlineReference.STAMP):
             self.health.note('clock', stamp.describe())
-            self._reporter.warn('clock', stamp.describe())
+            self._reporter.warn('unset_stamp' if stamp.unset else 'clock', stamp.describe())
         return stamp
 
     def _remaining_ns(self) -> int:

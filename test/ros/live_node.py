@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import cv2
@@ -25,13 +26,15 @@ class LiveNode:
     """The node in a subprocess plus a probe node here (publisher, subscribers, clients)."""
 
     def __init__(self, store: str, model: str, *extra: str,
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, namespace: str = '') -> None:
         env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE='LOCALHOST', OMP_NUM_THREADS='1')
         env.update(extra_env or {})
         cmd = [sys.executable, '-m', 'demand_layering_ros.ros.node', '--ros-args',
                '-p', f'model:={model}', '-p', f'store_path:={store}', *extra]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        # the node's output goes to a file: reading it never blocks, and it survives the node
+        self._log = tempfile.NamedTemporaryFile(prefix='dl-node-', suffix='.log')
+        self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = rclpy.create_node('probe', context=self.context)
@@ -45,15 +48,17 @@ class LiveNode:
         self.pub = self.node.create_publisher(Image, 'image', qos_profile_sensor_data)
         self.cpub = self.node.create_publisher(CompressedImage, 'image/compressed',
                                                qos_profile_sensor_data)
-        self.params = AsyncParameterClient(self.node, 'demand_layering_node')
-        self.lifecycle = self.node.create_client(ChangeState,
-                                                 '/demand_layering_node/change_state')
+        self.params = AsyncParameterClient(self.node, f'{namespace}/demand_layering_node')
+        self.lifecycle = self.node.create_client(
+            ChangeState, f'{namespace}/demand_layering_node/change_state')
 
     def _on_diag(self, msg: DiagnosticArray) -> None:
         for st in msg.status:
             if 'detector' in st.name:
                 self.diagnostics.append({**{kv.key: kv.value for kv in st.values},
-                                         '_message': st.message, '_level': st.level})
+                                         '_message': st.message, '_level': st.level,
+                                         '_hardware_id': st.hardware_id,
+                                         '_time': time.monotonic()})
 
     def spin(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -102,7 +107,15 @@ class LiveNode:
         return future.result().success
 
     def output(self) -> str:
-        return self.proc.stdout.read1(1 << 16).decode(errors='replace') if self.proc.stdout else ''
+        with open(self._log.name, 'rb') as f:
+            return f.read().decode(errors='replace')
+
+    def get_params(self, *names: str) -> list:
+        """Values read over the node's parameter service (as `ros2 param get` does)."""
+        from rclpy.parameter import parameter_value_to_python
+        future = self.params.get_parameters(list(names))
+        self.wait_for(future.done, 20, 'get_parameters')
+        return [parameter_value_to_python(v) for v in future.result().values]
 
     def close(self) -> None:
         try:
@@ -115,3 +128,4 @@ class LiveNode:
                 except subprocess.TimeoutExpired:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                     self.proc.wait(timeout=10)
+            self._log.close()

@@ -1,11 +1,17 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""The node for real: headers, live budget, rejections, deadlines, bad frames, lifecycle."""
+"""The node for real: headers, budget, rejections, deadlines, clocks, encodings, QoS, lifecycle."""
 
+import os
+import signal
 import subprocess
 import sys
 
+from diagnostic_msgs.msg import DiagnosticStatus
 from lifecycle_msgs.msg import Transition
+import numpy as np
 import pytest
+from rclpy.qos import ReliabilityPolicy
+from sensor_msgs.msg import Image
 
 from .live_node import LiveNode
 
@@ -158,3 +164,141 @@ def test_deactivate_releases_weight_memory_and_activate_resumes(live):
     assert live.change_state(Transition.TRANSITION_ACTIVATE)
     got = send_and_collect(live, [live.image('back')])
     assert got[0].header.frame_id == 'back'
+
+
+def frame_of(live, encoding: str, data: np.ndarray, frame_id: str, **fields) -> Image:
+    msg = live.image(frame_id)
+    h, w = data.shape[:2]
+    msg.height, msg.width, msg.encoding = h, w, encoding
+    msg.step = data.strides[0]
+    msg.data = np.ascontiguousarray(data).tobytes()
+    for k, v in fields.items():
+        setattr(msg, k, v)
+    return msg
+
+
+def test_camera_encodings_produce_detections(live):
+    assert live.set_params(score_threshold=0.0)[0].successful
+    rng = np.random.default_rng(3)
+    frames = [
+        frame_of(live, 'yuv422', rng.integers(0, 255, (120, 320), dtype=np.uint8), 'uyvy',
+                 width=160),  # two bytes a pixel
+        frame_of(live, 'bayer_rggb8', rng.integers(0, 255, (120, 160), dtype=np.uint8),
+                 'bayer'),
+        frame_of(live, 'mono16', rng.integers(0, 65535, (120, 160), dtype=np.uint16).astype(
+            '>u2'), 'mono16', is_bigendian=1)]
+    got = send_and_collect(live, frames)
+    assert [d.header.frame_id for d in got] == ['uyvy', 'bayer', 'mono16']
+    assert all(d.detections for d in got)
+
+
+def test_diagnostics_split_the_latency_and_name_the_hardware(live):
+    assert live.set_params(score_threshold=0.0, max_detections=20)[0].successful
+    start = len(live.detections)
+    frames = [live.image(f'vga{i}', size=(480, 640)) for i in range(8)]
+    for f in frames:  # rgb8 as cameras publish it
+        f.encoding, f.step = 'rgb8', 640 * 3
+    send_and_collect(live, frames)
+    assert all(len(d.detections) == 20 for d in live.detections[start:])  # a busy scene
+    live.spin(2.5)
+    d = live.diagnostics[-1]
+    for stage in ('transport', 'queue', 'convert', 'inference', 'publish'):
+        assert float(d[f'{stage}_ms_p50']) >= 0 and f'{stage}_ms_p99' in d, stage
+    # the node's own work beyond inference, per frame at 640x480 with 20 detections
+    assert float(d['convert_publish_ms_p50']) <= 5.0, d['convert_publish_ms_p50']
+    assert d['_hardware_id'].startswith('cpu')
+    assert live.set_params(score_threshold=0.5, max_detections=100)[0].successful
+
+
+def test_class_filter_names_must_be_classes_of_the_model(live):
+    res = live.set_params(class_filter=['person', 'dragon'])[0]
+    assert not res.successful and "['dragon']" in res.reason and 'toothbrush' in res.reason
+    assert live.set_params(class_filter=['person', '17'])[0].successful
+    assert live.set_params(class_filter=[''])[0].successful
+
+
+def resend_until(live, make_frame, counter: str, tries: int = 20) -> None:
+    """Best-effort input may lose a frame: resend until the node has counted one."""
+    before = float(live.diagnostics[-1][counter])
+    for i in range(tries):
+        live.pub.publish(make_frame(i))
+        live.spin(0.5)
+        if float(live.diagnostics[-1][counter]) > before:
+            return
+    raise AssertionError(f'{counter} never counted')
+
+
+def test_camera_on_its_own_clock_warns_with_the_offset_and_works_from_arrival(live):
+    resend_until(live, lambda i: live.image(f'hour{i}', age_s=3600.0), 'dropped_stale')
+    live.wait_for(lambda: live.diagnostics[-1]['_level'] == DiagnosticStatus.WARN
+                  and '3600' in live.diagnostics[-1]['_message'], 5, 'a WARN naming the offset')
+    assert 'deadline_reference: arrival' in live.diagnostics[-1]['_message']
+    assert float(live.diagnostics[-1]['clock_offset_s']) == pytest.approx(3600, abs=5)
+    assert 's behind the node clock' in live.output()  # and the log says it too
+    assert live.set_params(deadline_reference='arrival')[0].successful
+    got = send_and_collect(live, [live.image('hour_late', age_s=3600.0)])
+    assert got[0].header.frame_id == 'hour_late'
+    assert live.set_params(deadline_reference='stamp')[0].successful
+
+
+def test_frames_with_an_unset_stamp_are_logged(live):
+    def unset(i):
+        msg = live.image(f'nostamp{i}')
+        msg.header.stamp.sec, msg.header.stamp.nanosec = 0, 0
+        return msg
+    resend_until(live, unset, 'dropped_stale')
+    live.wait_for(lambda: 'unset' in live.output(), 5, 'a log line about the unset stamp')
+    assert 'header stamps are unset (0)' in live.diagnostics[-1]['_message'] or \
+        'unset' in live.output()
+
+
+def test_input_qos_is_the_standard_override_parameter(live):
+    assert live.get_params('qos_overrides./image.subscription.reliability',
+                           'qos_overrides./image.subscription.depth') == ['best_effort', 1]
+    infos = live.node.get_subscriptions_info_by_topic('/image')
+    assert infos and infos[0].qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+
+
+@pytest.mark.parametrize('size', [(480, 640), (720, 1280)])
+def test_camera_sized_frames_reach_the_node_at_the_default_best_effort_qos(live, size):
+    """20 of 20 rgb8 frames at 2 Hz (the package's Fast DDS profile in both processes)."""
+    h, w = size
+    base = float(live.diagnostics[-1]['received'])
+    data = np.random.default_rng(5).integers(0, 255, (h, w, 3), dtype=np.uint8).tobytes()
+    for i in range(20):
+        msg = live.image(f'big{i}')
+        msg.height, msg.width, msg.encoding, msg.step, msg.data = h, w, 'rgb8', w * 3, data
+        live.pub.publish(msg)
+        live.spin(0.5)
+    live.wait_for(lambda: float(live.diagnostics[-1]['received']) >= base + 20, 5,
+                  f'20 frames of {w}x{h} (got {float(live.diagnostics[-1]["received"]) - base})')
+    assert float(live.diagnostics[-1]['received']) == base + 20
+
+
+def test_publishers_without_frames_get_a_warn_with_the_cause_and_the_fix(live):
+    """A camera started without the profile loses every VGA frame: the node says why."""
+    code = ('import time, numpy as np, rclpy\n'
+            'from rclpy.qos import qos_profile_sensor_data\n'
+            'from sensor_msgs.msg import Image\n'
+            'rclpy.init(); n = rclpy.create_node("bare_camera")\n'
+            'p = n.create_publisher(Image, "image", qos_profile_sensor_data)\n'
+            'd = np.zeros(480 * 640 * 3, np.uint8).tobytes()\n'
+            'for i in range(40):\n'
+            '    m = Image(height=480, width=640, encoding="rgb8", step=1920, data=d)\n'
+            '    m.header.stamp = n.get_clock().now().to_msg(); p.publish(m); time.sleep(0.5)\n')
+    env = {k: v for k, v in os.environ.items() if not k.endswith('DEFAULT_PROFILES_FILE')}
+    before = float(live.diagnostics[-1]['received'])
+    camera = subprocess.Popen([sys.executable, '-c', code], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        live.wait_for(lambda: 'but no frame for' in live.diagnostics[-1]['_message'], 25,
+                      'the WARN about publishers without frames')
+        d = live.diagnostics[-1]
+        assert d['_level'] == DiagnosticStatus.WARN
+        assert 'shared-memory segment' in d['_message']
+        assert 'fastdds_large_frames.xml' in d['_message']
+        # the cause is real: of 20-odd frames sent so far, hardly any arrived
+        assert float(d['received']) - before < 5
+    finally:
+        os.killpg(camera.pid, signal.SIGKILL)
+        camera.wait(timeout=10)
