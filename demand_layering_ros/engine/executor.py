@@ -31,6 +31,16 @@ MODES = tuple(Mode)
 VERIFY = ('once', 'full', 'none')
 
 
+class Record(NamedTuple):
+    """One inference as it ran: what :class:`calibrate.Calibrator` learns from."""
+
+    config: Config
+    visits: tuple['Visit', ...]
+    bytes_read: int
+    read_seconds: float    # the disk's busy time for this inference
+    latency_s: float       # from the call to the end of the forward (on CUDA: the GPU's end)
+
+
 class Visit(NamedTuple):
     """One unit visit of a traced inference; times in seconds since the inference began."""
 
@@ -61,7 +71,8 @@ class DemandLayeredModel:
                  budget_bytes: int | None = None, mode: str = 'pipelined',
                  device: str | torch.device = 'cpu', resident: Iterable[int | str] = (),
                  prefetch_depth: int | None = None, verify: str = 'once',
-                 direct_io: bool = True, io: IOSettings | None = None) -> None:
+                 direct_io: bool = True, io: IOSettings | None = None,
+                 record_every: int | None = None) -> None:
         self.store = store if isinstance(store, LayerStore) else LayerStore.open(store)
         self.skeleton = skeleton.eval()
         self.device = torch.device(device)
@@ -79,6 +90,9 @@ class DemandLayeredModel:
         self._infer_lock = threading.Lock()
         self._config_lock = threading.Lock()
         self._counters: dict[str, Any] = dict(inferences=0, aborted=0)
+        self._observers: list[Callable[[Record], None]] = []
+        # CUDA traces cost an event per visit and a synchronisation: record one frame in 10
+        self.record_every = record_every or (10 if self.device.type == 'cuda' else 1)
         self._peak = 0
         self._maps_applied = 0
         self._config = self.validate(mode=mode, budget_bytes=budget_bytes, resident=resident,
@@ -146,6 +160,10 @@ class DemandLayeredModel:
                                          resident=self._config.resident,
                                          prefetch_depth=self._config.prefetch_depth)
             self._pending = self._config
+
+    def observe(self, fn: Callable[[Record], None]) -> None:
+        """Call ``fn`` with a :class:`Record` after every ``record_every``-th inference."""
+        self._observers.append(fn)
 
     def effective_resident(self, cfg: Config) -> frozenset[int]:
         """Units kept loaded: all of them in preload mode or when the budget holds the model."""
@@ -220,15 +238,23 @@ class DemandLayeredModel:
         """
         with self._infer_lock:
             self._apply_pending()
+            recording = bool(self._observers) and (
+                self._counters['inferences'] % self.record_every == 0)
+            if trace is None and recording:
+                trace = []
             run = self._run = _Run(abort, trace)
+            reader = self._loader.reader
+            before = (reader.bytes_read, reader.busy_seconds, time.perf_counter())
             if trace is not None:
                 run.origin = self._stamp()
             if self._plan is not None and self._plan.streams:
                 self._loader.begin()
+            done = False
             try:
                 with torch.no_grad():
                     out = self.skeleton(*args, **kwargs)
                 self._counters['inferences'] += 1
+                done = True
                 return out
             except InferenceAborted:
                 self._counters['aborted'] += 1
@@ -236,6 +262,19 @@ class DemandLayeredModel:
             finally:
                 self._finish(run)
                 self._run = None
+                if done and recording and self._plan is not None:
+                    self._record(run, before)
+
+    def _record(self, run: _Run, before: tuple[int, float, float]) -> None:
+        assert run.trace is not None and self._plan is not None
+        reader = self._loader.reader
+        visits = tuple(run.trace)
+        latency = (visits[-1].done if visits and self.device.type == 'cuda'
+                   else time.perf_counter() - before[2])
+        rec = Record(self._plan.config, visits, reader.bytes_read - before[0],
+                     reader.busy_seconds - before[1], latency)
+        for fn in self._observers:
+            fn(rec)
 
     def _finish(self, run: _Run) -> None:
         for od in run.on_demand.values():

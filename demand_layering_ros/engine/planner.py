@@ -1,10 +1,10 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """The planner: turns a memory budget or a delay target into a configuration, from a profile.
 
-For a budget it keeps resident the units whose reads do not hide behind the compute before them
-(greedily, by the stall the simulator attributes to each unit, one unit at a time while the
-prediction improves); for a delay target it searches the least budget whose plan meets it. The
-curve is the Pareto front of (weight bytes, predicted delay) from the minimum to all-resident.
+For a budget it tries resident sets of a few shapes and improves the best greedily, every
+candidate judged by the simulator (which replays the executor's own plan); for a delay target it
+searches the least budget whose plan meets it. The curve is the Pareto front of (weight bytes,
+predicted delay) from the minimum to all-resident.
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .simulate import Pipeline, simulate
+from .simulate import Pipeline, Prediction, simulate
 
 CANDIDATES = 4         # units tried per greedy step (those with the largest stalls)
 GAIN_S = 1e-5          # a resident unit must save at least this much predicted delay
+GREEDY_STEPS = 8       # greedy improvements of the best shaped resident set
+QUICK_STEPS = 2        # ... while bisecting for a deadline (the answer gets the full search)
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)   # of the memory beyond the pipelined minimum
 
 
 @dataclass(frozen=True)
@@ -43,48 +46,86 @@ def plan_in_mode(p: Pipeline, mode: str, budget: int,
     return Plan(mode, budget, resident, None, pred.latency_s, pred.peak_bytes)
 
 
-def plan_for_budget(p: Pipeline, budget: int) -> Plan:
+def plan_for_budget(p: Pipeline, budget: int, refine: int = GREEDY_STEPS) -> Plan:
     """The configuration with the least predicted delay within ``budget`` bytes.
 
+    Pipelined budgets try resident sets of a few shapes - none, the first units (compute runs
+    on them while the disk reads ahead), the last units, the units with the most bytes per
+    second of compute, the units whose visits stall - each filling a quarter to all of the
+    memory beyond the pipelined minimum; the best is then improved greedily (``refine`` steps,
+    a unit with a large stall made resident at a time, while the prediction improves).
     ValueError when the budget is below the sequential minimum (nothing can run in it).
     """
     total = p.min_budget('preload')
     if budget >= total:
         return plan_in_mode(p, 'preload', total, frozenset(range(len(p.nbytes))))
-    if budget < p.min_budget('pipelined'):
+    floor = p.min_budget('pipelined')
+    if budget < floor:
         if budget < p.min_budget('sequential'):
             raise ValueError(f'budget {budget} bytes is below the minimum of any mode '
                              f'({p.min_budget("sequential")} bytes, sequential)')
         return plan_in_mode(p, 'sequential', budget)
-    resident: frozenset[int] = frozenset()
-    pred = simulate(p, 'pipelined', budget, resident)
-    while True:
+    base = simulate(p, 'pipelined', budget)
+    best: tuple[frozenset[int], Prediction] = (frozenset(), base)
+    for resident in _shapes(p, budget - floor, base):
+        if resident and p.min_budget('pipelined', resident) <= budget:
+            pred = simulate(p, 'pipelined', budget, resident)
+            if pred.latency_s < best[1].latency_s - GAIN_S:
+                best = (resident, pred)
+    resident, pred = best
+    for _ in range(refine):
         stall_of: dict[int, float] = {}
-        for u, s in zip(p.visits, pred.stall_s):
-            if s > 0 and u not in resident:
-                stall_of[u] = stall_of.get(u, 0.0) + s
-        best = None
+        for u, st in zip(p.visits, pred.stall_s):
+            if st > 0 and u not in resident:
+                stall_of[u] = stall_of.get(u, 0.0) + st
+        step = None
         for u in sorted(stall_of, key=stall_of.__getitem__, reverse=True)[:CANDIDATES]:
             trial = resident | {u}
             if p.min_budget('pipelined', trial) > budget:
                 continue
             cand = simulate(p, 'pipelined', budget, trial)
             if cand.latency_s < pred.latency_s - GAIN_S and (
-                    best is None or cand.latency_s < best[1].latency_s):
-                best = (trial, cand)
-        if best is None:
+                    step is None or cand.latency_s < step[1].latency_s):
+                step = (trial, cand)
+        if step is None:
             break
-        resident, pred = best
+        resident, pred = step
     return Plan('pipelined', budget, resident, None, pred.latency_s, pred.peak_bytes)
+
+
+def _shapes(p: Pipeline, spare: int, base: Prediction) -> list[frozenset[int]]:
+    """Resident sets of a few shapes, each filling fractions of ``spare`` bytes."""
+    first: dict[int, int] = {}
+    compute: dict[int, float] = {}
+    stall: dict[int, float] = {}
+    for k, u in enumerate(p.visits):
+        first.setdefault(u, k)
+        compute[u] = compute.get(u, 0.0) + p.compute_s[k]
+        stall[u] = stall.get(u, 0.0) + base.stall_s[k]
+    units = sorted(first, key=first.__getitem__)
+    orders = [units, units[::-1],
+              sorted(units, key=lambda u: -p.read_s[u] / max(compute[u], 1e-6)),
+              sorted((u for u in units if stall[u] > 0), key=lambda u: -stall[u])]
+    out: list[frozenset[int]] = []
+    for order in orders:
+        for fraction in FRACTIONS:
+            quota, chosen = spare * fraction, []
+            for u in order:
+                if p.nbytes[u] <= quota:
+                    chosen.append(u)
+                    quota -= p.nbytes[u]
+            out.append(frozenset(chosen))
+    return list(dict.fromkeys(out))
 
 
 def plan_for_deadline(p: Pipeline, target_s: float, max_budget: int | None = None,
                       resolution: int | None = None) -> tuple[Plan, bool]:
     """The least budget whose plan's predicted delay is at most ``target_s``.
 
-    The budget is searched to within ``resolution`` bytes (default 1/512 of the range).
-    Returns (plan, met). When no budget up to ``max_budget`` meets the target, the plan at
-    ``max_budget`` (the fastest allowed) is returned with met False.
+    The budget is bisected (each step a quick plan, the answer refined) to within
+    ``resolution`` bytes (default 1/128 of the range). Returns (plan, met). When no budget up
+    to ``max_budget`` meets the target, the plan at ``max_budget`` (the fastest allowed) is
+    returned with met False.
     """
     top = p.min_budget('preload')
     hi = min(top, max_budget if max_budget is not None else top)
@@ -95,15 +136,16 @@ def plan_for_deadline(p: Pipeline, target_s: float, max_budget: int | None = Non
     low_plan = plan_for_budget(p, lo)
     if low_plan.predicted_s <= target_s:
         return low_plan, True
-    step = resolution or max(1, (hi - lo) // 512)
+    step = resolution or max(1, (hi - lo) // 128)
     while hi - lo > step:  # invariant: plan(hi) meets the target, plan(lo) does not
         mid = (lo + hi) // 2
-        plan = plan_for_budget(p, mid)
+        plan = plan_for_budget(p, mid, refine=QUICK_STEPS)
         if plan.predicted_s <= target_s:
             hi, best = mid, plan
         else:
             lo = mid
-    return best, True
+    final = plan_for_budget(p, hi)
+    return (final if final.predicted_s <= best.predicted_s else best), True
 
 
 def pareto_curve(p: Pipeline, points: int = 24) -> list[Plan]:

@@ -75,6 +75,7 @@ class Prediction:
     stall_s: tuple[float, ...]   # per visit: compute waiting for its unit's read
     peak_bytes: int              # weight bytes held (resident, ring, staging)
     bytes_read: int
+    overlap_s: tuple[float, ...] = ()   # per visit: seconds of its compute with reads running
 
     @property
     def stall_total_s(self) -> float:
@@ -88,7 +89,7 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
     plan = p.plan(mode, budget, resident, prefetch_depth)
     n = len(p.visits)
     if not plan.streams:
-        return Prediction(p.compute_total_s, (0.0,) * n, plan.weight_bytes, 0)
+        return Prediction(p.compute_total_s, (0.0,) * n, plan.weight_bytes, 0, (0.0,) * n)
     streaming = plan.config.mode == Mode.PIPELINED and p.stream_bps > 0
     units = [ld.unit for ld in plan.loads]
 
@@ -126,6 +127,7 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
     slow = p.compute_contention - 1.0 if plan.config.mode == Mode.PIPELINED else 0.0
     t = p.prologue_s
     stalls = []
+    overlaps = []
     for k in range(n):
         entry[k] = t
         serve(k)
@@ -138,5 +140,7 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
             start = max(t, r + p.handoff_s)
         stalls.append(start - t)
         overlap = min(p.compute_s[k], max(0.0, disk_free - start))   # reads still running
+        overlaps.append(overlap)
         t = start + p.compute_s[k] + slow * overlap
-    return Prediction(t, tuple(stalls), plan.weight_bytes, sum(r.nbytes for r in requests))
+    return Prediction(t, tuple(stalls), plan.weight_bytes, sum(r.nbytes for r in requests),
+                      tuple(overlaps))

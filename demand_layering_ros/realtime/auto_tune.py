@@ -1,23 +1,31 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""Auto-tuning: the least weight memory whose predicted delay meets the deadline, kept honest.
+"""Auto-tuning: the least weight memory whose predicted delay meets the deadline, kept true.
 
-The planner predicts from a profile; the tuner compares each measured inference with the
-prediction and, when they drift apart (the machine got busier, the input changed), corrects the
-target by the measured ratio and asks for a new plan.
+The planner predicts from the calibrated model (``engine.calibrate``); what the model still
+misses is kept as measured / predicted over recent frames. A plan aims the 90th percentile of
+that ratio at the target, so nine frames in ten meet it even when the model is a little off.
+The tuner re-plans when the calibrated 90th-percentile delay of the plan in force leaves its band:
+above the target (frames would miss: more memory), or far below it while memory could be given
+back. A band with room between its edges, a window of frames before any judgement and the
+frame that brings a new plan's resident units in left out keep it from oscillating.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
-import time
-from typing import Callable
 
+import numpy as np
+
+from ..engine.calibrate import Calibrator
 from ..engine.planner import Plan, plan_for_deadline
-from ..engine.simulate import Pipeline
+from ..engine.simulate import Pipeline, simulate
 
-DRIFT = 0.15           # re-plan when measured / predicted leaves 1 +- this
-WINDOW = 5             # frames of evidence before a drift counts
-MIN_REPLAN_S = 5.0     # at most one drift re-plan per this many seconds
+WINDOW = 8          # frames measured under a plan before it is judged
+QUANTILE = 0.9      # plans aim this quantile of measured / predicted at the target
+TOLERANCE = 0.02    # re-plan for speed when the quantile's delay is above target * (1 + this)
+LOW = 0.8           # re-plan to give memory back when it is below target * this
+HISTORY = 50        # ratios kept (they describe the model's error, across plans)
 
 
 @dataclass
@@ -26,49 +34,69 @@ class TunerState:
 
     plan: Plan | None = None
     met: bool = True
-    ratio: float = 1.0     # measured / predicted inference time, smoothed
+    ratio: float = 1.0     # measured / predicted at QUANTILE when the plan was made
     replans: int = 0
     target_s: float = 0.0
 
 
 class AutoTuner:
-    """Plans for a deadline within a memory cap and re-plans on drift."""
+    """Plans for a deadline within a memory cap and re-plans when the plan leaves its band."""
 
-    def __init__(self, pipeline: Pipeline, clock: Callable[[], float] = time.monotonic) -> None:
-        self.pipeline = pipeline
+    def __init__(self, model: Pipeline | Calibrator) -> None:
+        self.calibrator = model if isinstance(model, Calibrator) else Calibrator(model)
         self.state = TunerState()
-        self._clock = clock
-        self._recent: list[float] = []
-        self._last_plan_t = -1e9
+        self._ratios: deque[float] = deque(maxlen=HISTORY)
+        self._judged = 0     # frames measured under the plan in force
+        self._skip = 0       # frames not to judge (the one that applies the plan)
 
     def plan(self, target_s: float, max_budget: int | None) -> Plan:
-        """Plan for an inference time of ``target_s`` (corrected by the measured drift)."""
+        """Plan for an inference time of ``target_s`` at the QUANTILE of recent frames."""
         st = self.state
-        plan, met = plan_for_deadline(self.pipeline, target_s / st.ratio, max_budget)
-        st.plan, st.met, st.target_s = plan, met, target_s
+        ratio = self._quantile(QUANTILE)
+        plan, met = plan_for_deadline(self.calibrator.pipeline, target_s / ratio, max_budget)
+        st.plan, st.met, st.target_s, st.ratio = plan, met, target_s, ratio
         st.replans += 1
-        self._recent.clear()
-        self._last_plan_t = self._clock()
+        self._judged = 0
+        self._skip = 1   # the next frame applies the plan: it reads the resident units in
         return plan
 
-    def predicted_s(self) -> float | None:
-        """The current plan's predicted inference time, corrected by the measured drift."""
+    def predicted_s(self, q: float = 0.5) -> float | None:
+        """The plan in force's delay at quantile ``q`` of recent frames (calibrated model)."""
         plan = self.state.plan
-        return plan.predicted_s * self.state.ratio if plan else None
+        return None if plan is None else self._model_s(plan) * self._quantile(q)
 
     def observe(self, measured_s: float) -> bool:
-        """Record one measured inference; True when a re-plan is due (sustained drift)."""
-        plan = self.state.plan
-        if plan is None or plan.predicted_s <= 0:
+        """Record one measured inference; True when a re-plan is due (left the band)."""
+        st = self.state
+        plan = st.plan
+        if plan is None:
             return False
-        self._recent.append(measured_s / plan.predicted_s)
-        if len(self._recent) < WINDOW:
+        if self._skip:
+            self._skip -= 1
             return False
-        self._recent = self._recent[-WINDOW:]
-        ratio = sorted(self._recent)[WINDOW // 2]  # median: one slow frame is not a drift
-        if abs(ratio / self.state.ratio - 1) <= DRIFT:
+        model = self._model_s(plan)
+        if model <= 0:
             return False
-        if self._clock() - self._last_plan_t < MIN_REPLAN_S:
+        self._ratios.append(measured_s / model)
+        self._judged += 1
+        if self._judged < WINDOW:
             return False
-        self.state.ratio = ratio
-        return True
+        expected = model * self._quantile(QUANTILE, recent=WINDOW)
+        slow = expected > st.target_s * (1 + TOLERANCE) and st.met
+        spare = expected < st.target_s * LOW and plan.budget_bytes > self._least_budget()
+        return slow or spare
+
+    def _model_s(self, plan: Plan) -> float:
+        try:
+            return simulate(self.calibrator.pipeline, plan.mode, plan.budget_bytes,
+                            plan.resident, plan.prefetch_depth).latency_s
+        except ValueError:
+            return 0.0
+
+    def _quantile(self, q: float, recent: int | None = None) -> float:
+        ratios = list(self._ratios)[-recent:] if recent else list(self._ratios)
+        return float(np.quantile(ratios, q)) if ratios else 1.0
+
+    def _least_budget(self) -> int:
+        p = self.calibrator.pipeline
+        return min(p.min_budget('sequential'), p.min_budget('pipelined'))

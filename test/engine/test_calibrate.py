@@ -1,0 +1,70 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""Calibration: measured inferences move the model's figures to what the machine does."""
+
+import pytest
+
+from demand_layering_ros.engine import DemandLayeredModel, empty_weights, LayerStore
+from demand_layering_ros.engine.calibrate import Calibrator
+from demand_layering_ros.engine.executor import Record, Visit
+from demand_layering_ros.engine.policy import Config, Layout, Mode
+from demand_layering_ros.engine.simulate import Pipeline, simulate
+import torch
+from .toy import make_toy, Toy
+
+B = 4096
+PROFILE = Pipeline(Layout((B,) * 4, (0, 1, 2, 3), ((),) * 4), (0.010,) * 4,
+                   (0.020, 0.005, 0.020, 0.005), prologue_s=0.001, stream_bps=B / 0.010)
+
+
+def timed(mode: Mode, budget: int, compute: list[float], reads: list[float]) -> Record:
+    """A record of a pass where nothing overlaps (preload, or sequential reads)."""
+    t, visits = 0.001, []
+    for u, c in enumerate(compute):
+        r = reads[u] if mode == Mode.SEQUENTIAL else 0.0
+        visits.append(Visit(u, t, t + r, t + r + c, r))
+        t += r + c
+    read = B * len(compute) if mode == Mode.SEQUENTIAL else 0
+    return Record(Config(mode, budget, frozenset()), tuple(visits), read, sum(reads), t)
+
+
+def test_compute_and_reads_follow_the_machine():
+    cal = Calibrator(PROFILE)
+    slower = [1.5 * c for c in PROFILE.compute_s]          # thermal throttling
+    for _ in range(30):
+        cal.observe(timed(Mode.PRELOAD, 4 * B, slower, [0.0] * 4))
+    truth = 0.001 + sum(slower)
+    assert cal.predict(Config(Mode.PRELOAD, 4 * B, frozenset())).latency_s == pytest.approx(
+        truth, rel=0.01)
+    disk = [0.030] * 4                                      # the disk got three times slower
+    for _ in range(30):
+        cal.observe(timed(Mode.SEQUENTIAL, B, slower, disk))
+    seq = cal.predict(Config(Mode.SEQUENTIAL, B, frozenset())).latency_s
+    assert seq == pytest.approx(0.001 + sum(slower) + sum(disk), rel=0.02)
+    assert simulate(PROFILE, 'sequential', B).latency_s < 0.8 * seq   # the profile alone: off
+
+
+def test_another_path_through_the_model_is_not_learned_from():
+    cal = Calibrator(PROFILE)
+    rec = timed(Mode.PRELOAD, 4 * B, [1.0] * 3, [0.0] * 3)   # three visits, not four
+    cal.observe(rec)
+    assert cal.pipeline is PROFILE and cal.frames == 0
+
+
+def test_the_executor_hands_over_records_of_real_passes(tmp_path):
+    model = make_toy()
+    x = torch.randn(1, 3, 16, 16)
+    store = LayerStore.export(model, tmp_path / 'toy.dls', (x,))
+    with empty_weights():
+        skeleton = Toy()
+    dl = DemandLayeredModel(skeleton, store, mode='pipelined')
+    records = []
+    dl.observe(records.append)
+    for _ in range(3):
+        dl(x)
+    assert len(records) == 3
+    rec = records[-1]
+    assert [v.unit for v in rec.visits] == list(store.schedule)
+    assert rec.bytes_read > 0 and rec.read_seconds > 0 and rec.latency_s > 0
+    assert all(v.entered <= v.ready <= v.done for v in rec.visits)
+    assert rec.visits[-1].done <= rec.latency_s
+    dl.close()
