@@ -18,6 +18,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import Transition
 import rclpy
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
@@ -95,7 +96,10 @@ class DemandLayeringNode(LifecycleNode):
         self.create_timer(1.0, self._publish_diagnostics, clock=steady)
         self._wait_for_preparation_before_configure()
         if self._values['autostart']:
-            self._autostart = self.create_timer(0.01, self._start, clock=steady)
+            # its own group: while it awaits the preparation, the default group (parameter
+            # services, diagnostics, frames) must stay free to run
+            self._autostart = self.create_timer(0.01, self._start, clock=steady,
+                                                callback_group=ReentrantCallbackGroup())
 
     async def _start(self) -> None:
         self._autostart.cancel()
@@ -103,21 +107,28 @@ class DemandLayeringNode(LifecycleNode):
         if self.trigger_configure() == TransitionCallbackReturn.SUCCESS:
             self.trigger_activate()
 
-    # -- configure off the executor thread ------------------------------------------------------
+    # -- configure off the executor thread ----------------------------------------------------
     def _wait_for_preparation_before_configure(self) -> None:
         """Make the change_state service await the export and profile before configuring.
 
         rclpy's transition callbacks are synchronous: a minutes-long export inside on_configure
         would stop this single-threaded executor. The service callback is wrapped in a
-        coroutine that first awaits the preparation (a worker thread) - the executor serves
-        everything else meanwhile - and then runs rclpy's own handler, whose on_configure only
-        adopts the prepared detector. The caller's response arrives when the work is done;
-        until then the state reads 'unconfigured' and diagnostics show the progress.
+        coroutine, in a callback group of its own, that first awaits the preparation (a worker
+        thread) - the executor serves everything else meanwhile - and then runs rclpy's own
+        handler, whose on_configure only adopts the prepared detector. The caller's response
+        arrives when the work is done; until then the state reads 'unconfigured' and
+        diagnostics show the progress.
         """
         service = getattr(self, '_service_change_state', None)
         if service is None:  # enable_communication_interface=False: no service to wrap
             return
         handler = service.callback
+        # An awaiting coroutine keeps its callback group busy; in the default group it would
+        # block the parameter and get_state services and the diagnostics timer. Reentrant: a
+        # second request is answered too (a second configure is refused below).
+        group = ReentrantCallbackGroup()
+        service.callback_group = group
+        group.add_entity(service)
 
         async def change_state(request: Any, response: Any) -> Any:
             t = request.transition
