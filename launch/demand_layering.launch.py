@@ -1,36 +1,71 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""Launch demand_layering_node with a parameter file, an image remap and a namespace."""
+"""Launch demand_layering_node with a parameter file, an image remap and a namespace.
+
+``ros2 launch demand_layering_ros demand_layering.launch.py image:=/camera/image_raw
+namespace:=front model:=ssd300_vgg16`` - model, weights and device, when given, override the
+parameter file; the file (keyed ``/**``) applies under any namespace. The Fast DDS profile for
+camera-sized frames is set for every process this launch starts (see the profile's comment):
+start the camera from here too, or export the variable in the camera's shell.
+"""
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from demand_layering_ros.ros import dds_profile
+
+OVERRIDES = ('model', 'weights', 'device')  # launch arguments that override the file
+
 
 def generate_launch_description():
-    """Arguments: image, namespace, params_file, use_sim_time, log_level."""
-    default_params = os.path.join(get_package_share_directory('demand_layering_ros'), 'config',
-                                  'demand_layering.yaml')
+    """Arguments: image, namespace, params_file, model, weights, device, use_sim_time, ..."""
+    config = os.path.join(get_package_share_directory('demand_layering_ros'), 'config')
     return LaunchDescription([
         DeclareLaunchArgument('image', default_value='image',
                               description='camera topic to subscribe to'),
-        DeclareLaunchArgument('namespace', default_value=''),
-        DeclareLaunchArgument('params_file', default_value=default_params),
+        DeclareLaunchArgument('namespace', default_value='', description='node namespace'),
+        DeclareLaunchArgument('params_file',
+                              default_value=os.path.join(config, 'demand_layering.yaml'),
+                              description='parameter file (keys /** apply in any namespace)'),
+        DeclareLaunchArgument('model', default_value='',
+                              description='detector (overrides the file when given)'),
+        DeclareLaunchArgument('weights', default_value='',
+                              description='none | DEFAULT | path (overrides the file)'),
+        DeclareLaunchArgument('device', default_value='',
+                              description='cpu | cuda | cuda:N (overrides the file)'),
         DeclareLaunchArgument('use_sim_time', default_value='false'),
         DeclareLaunchArgument('log_level', default_value='info'),
-        Node(
-            package='demand_layering_ros',
-            executable='demand_layering_node',
-            name='demand_layering_node',
-            namespace=LaunchConfiguration('namespace'),
-            parameters=[LaunchConfiguration('params_file'),
-                        {'use_sim_time': LaunchConfiguration('use_sim_time')}],
-            remappings=[('image', LaunchConfiguration('image')),
-                        ('image/compressed', [LaunchConfiguration('image'), '/compressed'])],
-            arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
-            output='screen',
-        ),
+        DeclareLaunchArgument('dds_profile',
+                              default_value=os.path.join(config, dds_profile.FILENAME),
+                              description='Fast DDS profile for camera-sized best-effort frames;'
+                              ' empty, or a profile variable already set, leaves Fast DDS as is'),
+        OpaqueFunction(function=launch_setup),
     ])
+
+
+def launch_setup(context):
+    """The node, with overrides only for the arguments that were given."""
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+    actions = []
+    profile = arg('dds_profile')
+    if profile and not any(os.environ.get(v) for v in dds_profile.VARIABLES):
+        actions.append(SetEnvironmentVariable(dds_profile.variable(), profile))
+    overrides = {name: arg(name) for name in OVERRIDES if arg(name)}
+    overrides['use_sim_time'] = arg('use_sim_time').lower() in ('true', '1')
+    image = arg('image')
+    actions.append(Node(
+        package='demand_layering_ros',
+        executable='demand_layering_node',
+        name='demand_layering_node',
+        namespace=arg('namespace'),
+        parameters=[arg('params_file'), overrides],
+        remappings=[('image', image), ('image/compressed', image.rstrip('/') + '/compressed')],
+        arguments=['--ros-args', '--log-level', arg('log_level')],
+        output='screen',
+    ))
+    return actions

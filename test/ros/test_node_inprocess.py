@@ -1,0 +1,55 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""The node in this process, unconfigured: parameter handling on every distro, publishers."""
+
+import pytest
+import rclpy
+from rclpy.lifecycle.publisher import LifecyclePublisher
+from rclpy.parameter import Parameter
+
+from demand_layering_ros.realtime import DeadlineReference
+from demand_layering_ros.ros.node import DemandLayeringNode
+
+pytestmark = [pytest.mark.ros, pytest.mark.timeout(60)]
+
+
+@pytest.fixture(params=['kilted', 'humble'])
+def node(request, monkeypatch):
+    if request.param == 'humble':
+        # Humble's rclpy has no post-set callback: the node must not need it
+        monkeypatch.delattr(rclpy.node.Node, 'add_post_set_parameters_callback')
+    context = rclpy.Context()
+    rclpy.init(context=context, args=['--ros-args', '-p', 'autostart:=false',
+                                      '-p', 'model:=ssdlite320_mobilenet_v3_large'])
+    n = DemandLayeringNode(context=context)
+    try:
+        yield n
+    finally:
+        n.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_accepted_changes_reach_the_frame_loop_as_one_snapshot(node):
+    before = node.runner.settings
+    results = node.set_parameters_atomically([
+        Parameter('score_threshold', value=0.25), Parameter('deadline_reference', value='arrival'),
+        Parameter('class_filter', value=['person', 'dog'])])
+    assert results.successful
+    s = node.runner.settings
+    assert s is not before  # replaced as a whole, never edited in place
+    assert (s.score_threshold, s.deadline_reference, s.class_filter) == (
+        0.25, DeadlineReference.ARRIVAL, ('person', 'dog'))
+
+
+def test_refused_changes_leave_everything_as_it_was(node):
+    before = node.runner.settings
+    result = node.set_parameters_atomically([Parameter('score_threshold', value=0.1),
+                                             Parameter('class_filter', value=['unicorn'])])
+    assert not result.successful and 'unicorn' in result.reason
+    assert node.runner.settings is before
+    assert node.get_parameter('score_threshold').value == 0.5
+
+
+def test_outputs_are_lifecycle_publishers_and_diagnostics_are_not(node):
+    for pub in (node.det_pub, node.label_pub, node.debug_pub):
+        assert isinstance(pub, LifecyclePublisher) and not pub.is_activated
+    assert not isinstance(node.diag_pub, LifecyclePublisher)  # they explain an inactive node
