@@ -80,8 +80,8 @@ def test_launch_arguments_and_defaults(launch_file):
     assert context['dds_profile'] == str(share / 'config' / dds_profile.FILENAME)
 
 
-def test_launch_overrides_only_what_was_given_and_applies_the_dds_profile(launch_file,
-                                                                            monkeypatch):
+def test_launch_overrides_only_what_was_given_and_applies_the_dds_profile(
+        launch_file, monkeypatch):
     module, share = launch_file
     for var in dds_profile.VARIABLES:
         monkeypatch.delenv(var, raising=False)
