@@ -16,6 +16,7 @@ from rosbags.rosbag2 import Writer
 
 from .record import bag_qos, publish_bag, STORAGE, staging
 from .types import typestore
+from .version import check_version, default_version
 
 FPS = 30
 SIZE = (480, 640)  # height, width
@@ -54,8 +55,11 @@ def stamp_ns(i: int) -> int:
 
 
 def write_camera_bag(out: Path, frames: int = 90, storage: str = 'mcap',
-                     overwrite: bool = False) -> Path:
-    """Write the stream (raw and compressed topics) to ``out``; returns ``out``."""
+                     overwrite: bool = False, version: int | None = None) -> Path:
+    """Write the stream (raw and compressed topics) to ``out``; returns ``out``.
+
+    ``version``: the rosbag2 format (default: the newest the running distro reads).
+    """
     import cv2
     from rclpy.qos import qos_profile_sensor_data
     out = Path(out)
@@ -70,7 +74,9 @@ def write_camera_bag(out: Path, frames: int = 90, storage: str = 'mcap',
     Time = ts.types['builtin_interfaces/msg/Time']
     root, partial = staging(out)
     qos = [bag_qos(qos_profile_sensor_data)]
-    with Writer(partial, version=9, storage_plugin=STORAGE[storage]) as writer:
+    version = check_version(version if version is not None else default_version())
+    with Writer(partial, version=version,  # type: ignore[arg-type]
+                storage_plugin=STORAGE[storage]) as writer:
         raw = writer.add_connection(RAW_TOPIC, 'sensor_msgs/msg/Image', typestore=ts,
                                     offered_qos_profiles=qos)
         comp = writer.add_connection(COMPRESSED_TOPIC, 'sensor_msgs/msg/CompressedImage',

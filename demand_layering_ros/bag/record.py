@@ -23,6 +23,7 @@ from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, Q
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from .types import message_class, typestore
+from .version import check_version, default_version
 
 STORAGE = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 
@@ -82,7 +83,7 @@ class Recorder:
     """Subscribes to topics as they appear and writes every message to one bag."""
 
     def __init__(self, node: Node, topics: list[str], out: Path, storage: str = 'mcap',
-                 max_messages: int | None = None) -> None:
+                 max_messages: int | None = None, version: int | None = None) -> None:
         if storage not in STORAGE:
             raise ValueError(f'storage {storage!r}: one of {", ".join(STORAGE)}')
         self.node = node
@@ -95,7 +96,9 @@ class Recorder:
         self.recording = Recording(self.out, {t: 0 for t in self.topics})
         self.done = threading.Event()
         self._lock = threading.Lock()
-        self._writer = Writer(self.partial, version=9, storage_plugin=STORAGE[storage])
+        version = check_version(version if version is not None else default_version())
+        self._writer = Writer(self.partial, version=version,  # type: ignore[arg-type]
+                              storage_plugin=STORAGE[storage])
         self._writer.open()
         self._connections: dict[str, Any] = {}
         self._subs: list[Any] = []
@@ -141,14 +144,14 @@ class Recorder:
 
 
 def record(topics: list[str], out: Path, *, storage: str = 'mcap', duration: float | None = None,
-           max_messages: int | None = None, node_name: str = 'demand_layering_recorder'
-           ) -> Recording:
+           max_messages: int | None = None, node_name: str = 'demand_layering_recorder',
+           version: int | None = None) -> Recording:
     """Record until Ctrl-C, ``duration`` seconds or ``max_messages`` messages."""
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     rclpy.init()
     node = Node(node_name)
-    rec = Recorder(node, topics, out, storage, max_messages)
+    rec = Recorder(node, topics, out, storage, max_messages, version)
     import signal
     signal.signal(signal.SIGTERM, lambda *_: rec.done.set())  # `kill` also closes the bag
     executor = SingleThreadedExecutor()

@@ -24,6 +24,7 @@ def add_parser(sub: Any) -> None:
     r.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
     r.add_argument('--duration', type=float, help='stop after this many seconds')
     r.add_argument('--max-messages', type=int, help='stop after this many messages')
+    _version_arg(r)
     r.set_defaults(func=cmd_record)
 
     p = cmds.add_parser('play', help="publish a bag's messages with their timing")
@@ -43,14 +44,22 @@ def add_parser(sub: Any) -> None:
     c.add_argument('--frames', type=int, default=90)
     c.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
     c.add_argument('--overwrite', action='store_true')
+    _version_arg(c)
     c.set_defaults(func=cmd_camera)
+
+
+def _version_arg(p: argparse.ArgumentParser) -> None:
+    from ..bag.version import default_version, VERSIONS
+    p.add_argument('--bag-version', type=int, choices=VERSIONS, default=default_version(),
+                   help='rosbag2 format: 8 for Humble and Iron, 9 for Jazzy and later (default: '
+                   'the newest the running distro, $ROS_DISTRO, reads; %(default)s here)')
 
 
 def cmd_record(args: argparse.Namespace) -> int:
     """Record until Ctrl-C, --duration or --max-messages."""
     from ..bag.record import record
     rec = record(args.topics, args.output, storage=args.storage, duration=args.duration,
-                 max_messages=args.max_messages)
+                 max_messages=args.max_messages, version=args.bag_version)
     print(json.dumps({'bag': str(rec.path), 'messages': rec.counts}))
     return 0
 
@@ -70,6 +79,7 @@ def cmd_play(args: argparse.Namespace) -> int:
 def cmd_camera(args: argparse.Namespace) -> int:
     """Write the camera stream bag."""
     from ..bag.camera import write_camera_bag
-    out = write_camera_bag(args.output, args.frames, args.storage, args.overwrite)
+    out = write_camera_bag(args.output, args.frames, args.storage, args.overwrite,
+                           args.bag_version)
     print(json.dumps({'bag': str(out)}))
     return 0
