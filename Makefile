@@ -5,6 +5,8 @@ ENV := source scripts/env.sh &&
 # Every process started here keeps DDS on loopback, in its own domain.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export FASTDDS_BUILTIN_TRANSPORTS ?= SHM
+# Camera-sized best-effort frames need a larger shared-memory segment (see the file's comment).
+export FASTDDS_DEFAULT_PROFILES_FILE ?= $(CURDIR)/config/fastdds_large_frames.xml
 export OMP_NUM_THREADS ?= 2
 
 .PHONY: help setup demo test lint bench golden clean
