@@ -41,6 +41,9 @@ def add_parser(sub: Any) -> None:
     b.add_argument('--configs', nargs='+', default=None, help='subset of configurations')
     b.add_argument('--device', default='cpu')
     b.add_argument('--threads', type=int, default=2)
+    b.add_argument('--calibrate', type=int, default=3, help='frames at the pipelined minimum '
+                   'that calibrate the model before each configuration (its prediction is made '
+                   'then, before any frame of the configuration runs)')
     b.add_argument('--curve-points', type=int, default=3,
                    help='extra measured points along the planner curve')
     b.set_defaults(func=run_bench)
@@ -83,13 +86,15 @@ def disk_best(path: Path) -> float:
 def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     lat = sorted(r['latency_ms'] for r in rows if 'latency_ms' in r and not r.get('warmup'))
     stats = next((r['stats'] for r in rows if 'stats' in r), {})
+    pred = next((r['prediction'] for r in rows if 'prediction' in r), {})
     p90 = lat[min(len(lat) - 1, int(round(0.9 * (len(lat) - 1))))]
     return {'latency_ms_p50': statistics.median(lat), 'latency_ms_p90': p90,
             'latency_ms_all': lat, 'weight_bytes_peak': stats.get('weight_bytes_peak'),
             'rss_peak_bytes': stats.get('rss_peak_bytes'), 'direct_io': stats.get('direct_io'),
-            'bytes_read_per_frame': (stats.get('bytes_read', 0) / max(1, stats.get(
-                'inferences', 1))), 'stall_ms_per_frame': stats.get('stall_seconds', 0) * 1e3
-            / max(1, stats.get('inferences', 1)), 'device': stats.get('device')}
+            'bytes_read_per_frame': stats.get('bytes_read_per_inference', 0),
+            'stall_ms_per_frame': stats.get('stall_seconds', 0) * 1e3 / max(
+                1, stats.get('inferences', 1)), 'device': stats.get('device'),
+            'calibrated_latency_ms': pred.get('calibrated_ms')}
 
 
 def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -137,7 +142,9 @@ def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
               f'{len(plan.resident)} resident)', file=sys.stderr, flush=True)
         disk.append(disk_best(store))
         page_cache.evict(store)
-        out = _cli('run', *common, '--mode', plan.mode, '--budget-bytes', str(plan.budget_bytes),
+        out = _cli('run', *common, '--profile', info['profile'], '--calibrate',
+                   str(args.calibrate), '--mode', plan.mode,
+                   '--budget-bytes', str(plan.budget_bytes),
                    '--resident', ','.join(map(str, sorted(plan.resident))), '--frames',
                    str(args.frames), '--warmup', str(args.warmup), '--json')
         row = {'model': model, 'config': name, 'mode': plan.mode,
@@ -161,7 +168,9 @@ def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         rows.append({'model': model, 'config': 'accelerate_disk', 'mode': 'accelerate_disk',
                      'predicted_latency_ms': None, 'input_hw': list(hw), **_summarise(out)})
     disk.append(disk_best(store))
-    bandwidth = max(disk)   # the disk's best in this run: the floor no configuration beats
+    for r, after in zip(rows, disk[2:]):   # each configuration's disk: before and after it
+        r['disk_bps_after'] = after
+    bandwidth = max(disk)   # the disk's best in this run
     base = next((r for r in rows if r['config'] == 'preload'), None)
     total = pipe.total_bytes
     for r in rows:
@@ -170,11 +179,15 @@ def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
             r['reduction_pct'] = 100 * (1 - (r['weight_bytes_peak'] or 0) / total)
             r['overhead_pct'] = 100 * (r['latency_ms_p50'] / base['latency_ms_p50'] - 1)
             streamed = r.get('bytes_read_per_frame') or 0
-            floor = max(base['latency_ms_p50'], streamed / bandwidth * 1e3)
+            disk_bps = max(r.get('disk_bps_before', 0), r.get('disk_bps_after', 0)) or bandwidth
+            floor = max(base['latency_ms_p50'], streamed / disk_bps * 1e3)
             r['floor_ms'] = floor
             r['efficiency'] = floor / r['latency_ms_p50']
         if r.get('predicted_latency_ms'):
             r['prediction_error_pct'] = 100 * (r['predicted_latency_ms'] / r['latency_ms_p50'] - 1)
+        if r.get('calibrated_latency_ms'):
+            r['calibrated_error_pct'] = 100 * (r['calibrated_latency_ms'] / r['latency_ms_p50']
+                                               - 1)
     rows.append({'model': model, 'config': 'disk', 'direct_read_bandwidth_bps': bandwidth,
                  'disk_measurements_bps': disk, 'disk_probe': [list(d) for d in prof.disk],
                  'io': {'queue_depth': pipe.io.queue_depth,

@@ -20,22 +20,26 @@ def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one line per (model, configuration), then the summary against the targets."""
     models = list(dict.fromkeys(r['model'] for r in rows))
     out = ['| model | config | weight MiB (peak) | reduction | p50 ms | p90 ms | overhead | '
-           'predicted ms | prediction error | floor ms | efficiency | RSS peak MiB |',
-           '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+           'predicted ms (profile) | error | predicted ms (calibrated) | error | floor ms | '
+           'efficiency | RSS peak MiB |',
+           '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for m in models:
         for name, r in _rows(rows, m).items():
             if name == 'disk':
                 continue
             pred = r.get('predicted_latency_ms')
+            cal = r.get('calibrated_latency_ms')
             cells = [m, name, f'{(r["weight_bytes_peak"] or 0) / MiB:.1f}',
                      f'{r.get("reduction_pct", 0):.1f}%', f'{r["latency_ms_p50"]:.0f}',
                      f'{r["latency_ms_p90"]:.0f}', f'{r.get("overhead_pct", 0):+.1f}%',
                      f'{pred:.0f}' if pred else '-',
                      f'{r["prediction_error_pct"]:+.1f}%' if pred else '-',
+                     f'{cal:.0f}' if cal else '-',
+                     f'{r["calibrated_error_pct"]:+.1f}%' if cal else '-',
                      f'{r.get("floor_ms", 0):.0f}', f'{r.get("efficiency", 0):.2f}',
                      f'{r["rss_peak_bytes"] / MiB:.0f}']
             out.append('| ' + ' | '.join(cells) + ' |')
-    out += ['', '| model | disk MB/s (O_DIRECT, alone) | compute ms (profile) | '
+    out += ['', '| model | disk MB/s (O_DIRECT, best in the run) | compute ms (profile) | '
             'near-zero resident MiB | analytic minimum MiB |', '|---|---:|---:|---:|---:|']
     for m in models:
         c = _rows(rows, m)

@@ -9,7 +9,8 @@ import os
 import resource
 import sys
 import time
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -56,6 +57,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         budget = int(args.budget_x_largest * store.largest_unit_bytes)
     resident = [int(i) for i in args.resident.split(',') if i] if args.resident else ()
     dl, x = _open_model(args, store, mode=args.mode, budget_bytes=budget, resident=resident)
+    if args.profile:
+        _calibrated_prediction(args, dl, x)
     page = os.sysconf('SC_PAGE_SIZE')
     for i in range(args.warmup + args.frames):
         t0 = time.perf_counter()
@@ -77,6 +80,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     dl.close()
     print(json.dumps({'stats': stats}) if args.json else stats)
     return 0
+
+
+def _calibrated_prediction(args: argparse.Namespace, dl: Any, x: tuple) -> None:
+    """Read with the profile's I/O settings; with ``--calibrate N``, predict like a node would.
+
+    N inferences at the pipelined minimum (not the configuration being measured) feed the
+    calibrator; its prediction for the requested configuration is printed before any frame of
+    that configuration runs, next to the profile's own.
+    """
+    from ..engine.calibrate import Calibrator
+    from ..engine.profile import Profile
+    prof = Profile.from_json(json.loads(Path(args.profile).read_text()))
+    dl.set_io(prof.pipeline.io)
+    target = dl.config
+    cal = Calibrator(prof.pipeline)
+    before = cal.predict(target).latency_s
+    if args.calibrate:
+        dl.observe(cal.observe)
+        dl.reconfigure(mode='pipelined', budget_bytes=dl.min_budget('pipelined'), resident=())
+        for _ in range(args.calibrate):
+            dl(*x)
+        dl.reconfigure(mode=target.mode, budget_bytes=target.budget_bytes,
+                       resident=target.resident, prefetch_depth=target.prefetch_depth)
+    print(json.dumps({'prediction': {'profile_ms': before * 1e3,
+                                     'calibrated_ms': cal.predict(target).latency_s * 1e3,
+                                     'calibration_frames': cal.frames}}), flush=True)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -132,6 +161,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--frames', type=int, default=10)
     r.add_argument('--warmup', type=int, default=0)
     r.add_argument('--json', action='store_true')
+    r.add_argument('--profile', help="the store's profile: read with its I/O settings and print "
+                   'its prediction for the configuration')
+    r.add_argument('--calibrate', type=int, default=0, help='with --profile: first run N '
+                   'frames at the pipelined minimum and predict from the calibrated model')
     r.set_defaults(func=cmd_run)
 
     pr = sub.add_parser('profile', help='measure read and compute times of a store (JSON next '

@@ -10,8 +10,9 @@ Pure PyTorch and the OS; no ROS. Usable as a library on its own::
     out = dl(example)
 """
 
-from .errors import (BudgetError, ConfigError, EngineError, InferenceAborted, StoreCorruptError,
-                     StoreError, StoreExistsError, StoreFormatError, StoreMismatchError)
+from .errors import (BudgetError, ConfigError, EngineError, InferenceAborted,
+                     StoreChangedError, StoreCorruptError, StoreError, StoreExistsError,
+                     StoreFormatError, StoreMismatchError)
 from .executor import DemandLayeredModel, MODES, Visit
 from .policy import Config, IOSettings, Mode
 from .skeleton import empty_weights
@@ -19,7 +20,7 @@ from .store import LayerStore, Unit
 
 __all__ = [
     'BudgetError', 'Config', 'ConfigError', 'DemandLayeredModel', 'EngineError',
-    'IOSettings', 'InferenceAborted', 'LayerStore', 'MODES', 'Mode', 'StoreCorruptError',
-    'StoreError', 'StoreExistsError', 'StoreFormatError', 'StoreMismatchError', 'Unit', 'Visit',
-    'empty_weights',
+    'IOSettings', 'InferenceAborted', 'LayerStore', 'MODES', 'Mode', 'StoreChangedError',
+    'StoreCorruptError', 'StoreError', 'StoreExistsError', 'StoreFormatError',
+    'StoreMismatchError', 'Unit', 'Visit', 'empty_weights',
 ]

@@ -18,6 +18,10 @@ class StoreCorruptError(StoreError):
     """A unit's bytes do not match its checksum."""
 
 
+class StoreChangedError(StoreError):
+    """The store file changed while in use (written, truncated, replaced or removed)."""
+
+
 class StoreMismatchError(StoreError):
     """The store does not belong to the skeleton it is used with (other model, dtype or shapes)."""
 

@@ -22,13 +22,15 @@ from torch import nn
 
 from . import policy
 from .binding import Binder, outside_error
-from .errors import BudgetError, ConfigError, InferenceAborted
+from .errors import (BudgetError, ConfigError, InferenceAborted, StoreChangedError,
+                     StoreCorruptError, StoreError, StoreMismatchError)
+from .integrity import Identity, Integrity, Verify
 from .loaders import CudaLoader, HostLoader, Loader, OnDemand
 from .policy import Config, IOSettings, Layout, Mode, Plan, Region
 from .store import LayerStore
 
 MODES = tuple(Mode)
-VERIFY = ('once', 'full', 'none')
+VERIFY = tuple(Verify)
 
 
 class Record(NamedTuple):
@@ -70,7 +72,7 @@ class DemandLayeredModel:
     def __init__(self, skeleton: nn.Module, store: LayerStore | str | os.PathLike[str], *,
                  budget_bytes: int | None = None, mode: str = 'pipelined',
                  device: str | torch.device = 'cpu', resident: Iterable[int | str] = (),
-                 prefetch_depth: int | None = None, verify: str = 'once',
+                 prefetch_depth: int | None = None, verify: str = 'rolling',
                  direct_io: bool = True, io: IOSettings | None = None,
                  record_every: int | None = None) -> None:
         self.store = store if isinstance(store, LayerStore) else LayerStore.open(store)
@@ -82,9 +84,11 @@ class DemandLayeredModel:
             raise ConfigError(f'verify {verify!r}: one of {", ".join(VERIFY)}')
         self.layout = Layout.of(self.store, staging=self.device.type == 'cuda')
         self.io = io or IOSettings()
-        kw = dict(direct_io=direct_io, verify=verify, queue_depth=self.io.queue_depth)
-        self._loader: Loader = (CudaLoader(self.store, self.device, **kw)
-                                if self.device.type == 'cuda' else HostLoader(self.store, **kw))
+        self.integrity = Integrity(verify, Identity.of(os.stat(self.store.path)))
+        kw = dict(direct_io=direct_io, queue_depth=self.io.queue_depth)
+        self._loader: Loader = (
+            CudaLoader(self.store, self.integrity, self.device, **kw)
+            if self.device.type == 'cuda' else HostLoader(self.store, self.integrity, **kw))
         self._run: _Run | None = None
         self._plan: Plan | None = None
         self._infer_lock = threading.Lock()
@@ -95,6 +99,7 @@ class DemandLayeredModel:
         self.record_every = record_every or (10 if self.device.type == 'cuda' else 1)
         self._peak = 0
         self._maps_applied = 0
+        self._since_apply = (0, 0)
         self._config = self.validate(mode=mode, budget_bytes=budget_bytes, resident=resident,
                                      prefetch_depth=prefetch_depth)
         self._pending: Config | None = self._config
@@ -193,6 +198,7 @@ class DemandLayeredModel:
             self._binder.bind(u, self._loader.views(Region.RESIDENT, u, u,
                                                     plan.resident_offsets[u]), ('res', u))
         self._maps_applied = self._loader.maps
+        self._since_apply = (self._loader.reader.bytes_read, self._counters['inferences'])
         self._peak = self._loader.weight_bytes
         self._loader.counters.update(on_demand_loads=0, stall_seconds=0.0)
         self._counters['aborted'] = 0
@@ -237,6 +243,7 @@ class DemandLayeredModel:
         the GPU's (from events on the compute stream), so they time the work, not its launch.
         """
         with self._infer_lock:
+            self._check_store()
             self._apply_pending()
             recording = bool(self._observers) and (
                 self._counters['inferences'] % self.record_every == 0)
@@ -248,11 +255,14 @@ class DemandLayeredModel:
             if trace is not None:
                 run.origin = self._stamp()
             if self._plan is not None and self._plan.streams:
+                units = self.store.units
+                self.integrity.select([units[ld.unit].nbytes for ld in self._plan.loads])
                 self._loader.begin()
             done = False
             try:
                 with torch.no_grad():
                     out = self.skeleton(*args, **kwargs)
+                self._check_unchanged()
                 self._counters['inferences'] += 1
                 done = True
                 return out
@@ -262,8 +272,64 @@ class DemandLayeredModel:
             finally:
                 self._finish(run)
                 self._run = None
+                if done:
+                    self.integrity.end_frame(time.perf_counter() - before[2])
                 if done and recording and self._plan is not None:
                     self._record(run, before)
+
+    # -- integrity ------------------------------------------------------------------------------
+    def _identity(self) -> Identity | None:
+        try:
+            return Identity.of(os.stat(self.store.path))
+        except FileNotFoundError:
+            return None
+
+    def _check_store(self) -> None:
+        """Before a pass: the file is what was verified, and no unit is known corrupt."""
+        g = self.integrity
+        now = self._identity()
+        change = 'removed' if now is None else g.identity.change(now)
+        if change is not None:
+            if now is not None and now == g.failed_identity and g.error:
+                raise StoreChangedError(g.error)   # the same bad file as at the last attempt
+            self._revalidate(change, now)
+        elif g.suspect:
+            try:
+                self._loader.verify_units(g.suspect)
+            except StoreCorruptError as err:
+                raise StoreCorruptError(f'{err}; output stopped until it verifies again') \
+                    from err
+            g.suspect.clear()
+
+    def _revalidate(self, change: str, now: Identity | None) -> None:
+        """The file changed: use it again only if it is the same store and every unit checks."""
+        g = self.integrity
+        path = self.store.path
+        try:
+            if now is None:
+                raise StoreChangedError(f'{path}: the store file was removed')
+            fresh = LayerStore.open(path)
+            if (fresh.units, fresh.schedule, fresh.holds) != (
+                    self.store.units, self.store.schedule, self.store.holds):
+                raise StoreMismatchError(f'{path}: now holds another store (other units); '
+                                         'configure again to use it')
+            self._loader.reopen()
+            self._loader.verify_all()
+        except StoreError as err:
+            g.failed_identity, g.error = now, f'{path}: {change}: {err}'
+            raise StoreChangedError(g.error) from err
+        g.identity, g.failed_identity, g.error = now, None, None
+        g.suspect.clear()
+        with self._config_lock:   # resident units come from the file again
+            self._pending = self._config
+
+    def _check_unchanged(self) -> None:
+        """After a pass: an inference the file changed under is not returned."""
+        now = self._identity()
+        change = 'removed' if now is None else self.integrity.identity.change(now)
+        if change is not None:
+            raise StoreChangedError(f'{self.store.path}: {change} during this inference; its '
+                                    'output is discarded')
 
     def _record(self, run: _Run, before: tuple[int, float, float]) -> None:
         assert run.trace is not None and self._plan is not None
@@ -424,6 +490,8 @@ class DemandLayeredModel:
             'largest_unit_bytes': self.store.largest_unit_bytes,
             'units': len(self.store.units),
             'bytes_read': r.bytes_read,
+            'bytes_read_per_inference': (r.bytes_read - self._since_apply[0]) / max(
+                1, self._counters['inferences'] - self._since_apply[1]),
             'read_seconds': r.busy_seconds,
             'read_bandwidth_bps': r.bandwidth_bps,
             'reads': r.reads,
@@ -433,6 +501,11 @@ class DemandLayeredModel:
             'unit_loads': c['loads'],
             'inferences': self._counters['inferences'],
             'aborted': self._counters['aborted'],
+            'verify': str(self.integrity.mode),
+            'verify_cycle_frames': self.integrity.cycle,
+            'checksum_seconds': self.integrity.check_seconds,
+            'checksum_bytes': self.integrity.checked_bytes,
+            'store_error': self.integrity.error,
             'maps': self._loader.maps - self._maps_applied,   # 0 in steady state
             'maps_total': self._loader.maps,
             'queue_depth': self.io.queue_depth,

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from .arena import HostArena
-from .errors import BudgetError, EngineError
+from .errors import BudgetError, StoreCorruptError
+from .integrity import Integrity, Verify
 from .policy import Plan, Region, Request
 from .reader import Reader
 from .store import LayerStore
@@ -72,11 +73,12 @@ class OnDemand:
 class Loader:
     """Runs the request pipeline of a plan; subclasses decide where bytes land."""
 
-    def __init__(self, store: LayerStore, *, direct_io: bool = True, verify: str = 'once',
+    def __init__(self, store: LayerStore, integrity: Integrity, *, direct_io: bool = True,
                  queue_depth: int = 2) -> None:
         self.store = store
+        self.direct_io = direct_io
         self.reader = Reader(store.path, direct=direct_io)
-        self.verify = verify
+        self.integrity = integrity
         self._lock = threading.Lock()
         # two conditions on one lock: the reader threads wait for work, the compute thread for
         # loads; each side wakes only whom it concerns
@@ -100,14 +102,20 @@ class Loader:
     def apply(self, plan: Plan) -> None:
         """Size the memory for ``plan`` and bring its resident units in (blocking)."""
         self._views.clear()
-        if self.verify == 'once' and not self._verified:
+        checked_all = False
+        if self.integrity.mode != Verify.NONE and not self._verified:
             self.verify_all()
+            checked_all = True
         self._plan = None
         self._resize(plan)
         self._plan = plan
         self._start_workers(plan.io.queue_depth)
         if plan.resident_requests:
             self._run_all(plan, plan.resident_requests)
+            if self.integrity.mode != Verify.NONE and not checked_all:
+                for u, offset in plan.resident_offsets.items():   # read once, used for long
+                    self._check(u, self._bytes_of(Region.RESIDENT, offset,
+                                                  self.store.units[u].nbytes))
 
     def release(self) -> None:
         """Give all weight memory back; the next ``apply`` maps it again."""
@@ -134,12 +142,46 @@ class Loader:
                 view = buf.view(0, unit.nbytes)
                 try:
                     self.reader.read(unit.offset, view, unit.name)
-                    self.store.verify(unit, view)
+                    self._check(unit.index, view)
                 finally:
                     view.release()
         finally:
             buf.release()
         self._verified = True
+
+    def verify_units(self, units: set[int]) -> None:
+        """Read ``units`` again and check them (StoreCorruptError names the first bad one)."""
+        buf = HostArena()
+        try:
+            buf.resize(max(self.store.units[u].nbytes for u in units))
+            for u in sorted(units):
+                unit = self.store.units[u]
+                view = buf.view(0, unit.nbytes)
+                try:
+                    self.reader.read(unit.offset, view, unit.name)
+                    self._check(u, view)
+                finally:
+                    view.release()
+        finally:
+            buf.release()
+
+    def reopen(self) -> None:
+        """Open the store's path anew (after it was replaced); between passes only."""
+        old, self.reader = self.reader, Reader(self.store.path, direct=self.direct_io)
+        old.close()
+        self._verified = False
+
+    def _check(self, u: int, data: Any) -> None:
+        t0 = time.perf_counter()
+        try:
+            self.store.verify(self.store.units[u], data)
+        finally:
+            self.integrity.checked(self.store.units[u].nbytes, time.perf_counter() - t0)
+
+    def _check_load(self, plan: Plan, j: int) -> None:
+        ld = plan.loads[j]
+        self._check(ld.unit, self._bytes_of(ld.region, ld.offset,
+                                            self.store.units[ld.unit].nbytes))
 
     # -- the compute thread's side --------------------------------------------------------------
     def begin(self) -> None:
@@ -272,19 +314,29 @@ class Loader:
             err: BaseException | None = None
             try:
                 self._read(r)
-                if self.verify == 'full':
-                    self._verify_completed(p, r)
             except BaseException as e:  # noqa: BLE001 - handed to the compute thread
                 err = e
             with self._lock:
-                p.in_flight -= 1
-                now = time.perf_counter()
+                complete = []
                 for j in r.loads:
                     p.inflight_parts[j] -= 1
                     p.parts_left[j] -= 1
                     if err is not None:
                         p.error[j] = err
                     elif p.parts_left[j] == 0:
+                        complete.append(j)
+            for j in complete:   # checked before compute may use it
+                if self.integrity.chosen(j):
+                    try:
+                        self._check_load(p.plan, j)
+                    except StoreCorruptError as e:
+                        self.integrity.suspect.add(p.plan.loads[j].unit)
+                        p.error[j] = e
+            with self._lock:
+                p.in_flight -= 1
+                now = time.perf_counter()
+                for j in complete:
+                    if p.error[j] is None:
                         p.ready[j] = True
                         p.done_at[j] = now
                         self.counters['loads'] += 1
@@ -315,14 +367,6 @@ class Loader:
         p.next += 1
         p.in_flight += 1
         return p, r
-
-    def _verify_completed(self, p: _Pass, r: Request) -> None:
-        with self._lock:
-            done = [j for j in r.loads if p.parts_left[j] == 1]
-        for j in done:
-            ld = p.plan.loads[j]
-            unit = self.store.units[ld.unit]
-            self.store.verify(unit, self._host_bytes(ld.region, ld.offset, unit.nbytes))
 
     def _run_all(self, plan: Plan, requests: tuple[Request, ...]) -> None:
         """Read ``requests`` (all gates open) on the reader threads and wait for them."""
@@ -402,8 +446,9 @@ class Loader:
     def _read(self, r: Request) -> None:
         raise NotImplementedError
 
-    def _host_bytes(self, region: Region, offset: int, nbytes: int) -> memoryview:
-        raise EngineError('checking every load needs the bytes in host memory (device cpu)')
+    def _bytes_of(self, region: Region, offset: int, nbytes: int) -> Any:
+        """A placed load's bytes where a checksum can read them (host memory)."""
+        raise NotImplementedError
 
     def _slot_free(self) -> bool:
         return True
@@ -437,8 +482,8 @@ class Loader:
 class HostLoader(Loader):
     """Reads into one host arena; compute uses the bytes where they landed (CPU)."""
 
-    def __init__(self, store: LayerStore, **kwargs: Any) -> None:
-        super().__init__(store, **kwargs)
+    def __init__(self, store: LayerStore, integrity: Integrity, **kwargs: Any) -> None:
+        super().__init__(store, integrity, **kwargs)
         self.arena = HostArena()
 
     def region(self, region: Region, offset: int, nbytes: int) -> torch.Tensor:
@@ -459,9 +504,9 @@ class HostLoader(Loader):
         finally:
             view.release()
 
-    def _host_bytes(self, region: Region, offset: int, nbytes: int) -> memoryview:
+    def _bytes_of(self, region: Region, offset: int, nbytes: int) -> Any:
         assert self._plan is not None
-        return self.arena.view(self._plan.base(region) + offset, nbytes)
+        return self.arena.tensor[self._plan.base(region) + offset:][:nbytes].numpy()
 
     @property
     def maps(self) -> int:
@@ -477,11 +522,9 @@ class HostLoader(Loader):
 class CudaLoader(Loader):
     """Reads into pinned staging slots, copies them into a device arena on a copy stream."""
 
-    def __init__(self, store: LayerStore, device: torch.device, **kwargs: Any) -> None:
-        super().__init__(store, **kwargs)
-        if kwargs.get('verify') == 'full':
-            raise EngineError("verify='full' checks loads in host memory: use device cpu, or "
-                              "verify='once' (every unit is checked when first configured)")
+    def __init__(self, store: LayerStore, integrity: Integrity, device: torch.device,
+                 **kwargs: Any) -> None:
+        super().__init__(store, integrity, **kwargs)
         self.device = device
         self.copy_stream = torch.cuda.Stream(device)
         self.staging = HostArena()
@@ -593,6 +636,13 @@ class CudaLoader(Loader):
             ev = torch.cuda.Event()
             ev.record(self.copy_stream)
         return ev
+
+    def _bytes_of(self, region: Region, offset: int, nbytes: int) -> Any:
+        """Copied back from the device (only the loads a rolling check picks)."""
+        assert self._plan is not None and self._device is not None
+        base = self._plan.base(region) + offset
+        self.copy_stream.synchronize()
+        return self._device[base:base + nbytes].cpu().numpy()
 
     def _ready_on_compute_stream(self, j: int) -> None:
         ev = self._ready_events.get(j)
