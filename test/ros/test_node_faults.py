@@ -41,8 +41,9 @@ def test_a_configure_failure_is_logged_and_shown_with_its_reason(tmp_path):
         node.close()
 
 
+@pytest.mark.parametrize('damage', ['truncate', 'overwrite'])
 def test_failing_frames_are_error_with_the_last_error_and_clear_when_frames_succeed(
-        store, tmp_path):
+        store, tmp_path, damage):
     copy = tmp_path / 'ssdlite.dls'
     shutil.copy(store, copy)
     good = copy.read_bytes()
@@ -61,15 +62,27 @@ def test_failing_frames_are_error_with_the_last_error_and_clear_when_frames_succ
                 node.spin(0.4)
                 i += 1
         send_for(10, lambda: float(node.diagnostics[-1]['processed']) >= 2)
+        node.spin(2.5)  # the last frame done, and diagnostics saying so
         assert node.diagnostics[-1]['_level'] == DiagnosticStatus.OK
-        with open(copy, 'r+b') as f:  # the store loses its second half while the node runs
-            f.truncate(len(good) // 2)
+        processed = float(node.diagnostics[-1]['processed'])
+        published = len(node.detections)
+        with open(copy, 'r+b') as f:
+            if damage == 'truncate':  # the store loses its second half while the node runs
+                f.truncate(len(good) // 2)
+            else:  # 4 x 64 bytes in the middle are overwritten
+                for k in range(4):
+                    f.seek(len(good) // 2 + k * 4096)
+                    f.write(b'\xa5' * 64)
         broke = time.monotonic()
         send_for(20, lambda: node.diagnostics[-1]['_level'] == DiagnosticStatus.ERROR)
         d = node.diagnostics[-1]
         assert d['_level'] == DiagnosticStatus.ERROR, d['_message']
         assert time.monotonic() - broke < 10
         assert 'frames failed in the last 10 s: ' in d['_message']
+        # a failing frame publishes nothing: every array published was a processed frame
+        node.spin(2.5)
+        assert len(node.detections) - published == \
+            float(node.diagnostics[-1]['processed']) - processed
         with open(copy, 'r+b') as f:  # the file is good again
             f.write(good)
         mended = time.monotonic()
