@@ -25,8 +25,9 @@ def exports(monkeypatch, tmp_path):
 
 def test_offline_falls_back_to_random_weights_with_a_notice_and_fast(
         exports, monkeypatch, capsys):
-    def hanging(*_a, **_kw):  # a resolver that never answers
-        time.sleep(30)
+    def hanging(*_a, **_kw):  # a resolver that does not answer in time
+        time.sleep(10)
+        raise OSError('timed out')
     monkeypatch.setattr(socket, 'create_connection', hanging)
     t0 = time.monotonic()
     weights, store = demo.prepare_store(MODEL, 'auto')

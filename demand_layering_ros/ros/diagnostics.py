@@ -34,6 +34,7 @@ class Inputs:
     topic: str = 'image'
     publishers: int = 0
     silent_s: float = 0.0             # seconds without a frame (since activation at most)
+    received: int = 0                 # frames since activation or the publishers changed
 
 
 def level_and_message(i: Inputs) -> tuple[Level, str]:
@@ -48,11 +49,12 @@ def level_and_message(i: Inputs) -> tuple[Level, str]:
     if level == Level.ERROR:
         return level, message
     if i.publishers and i.silent_s > SILENT_INPUT_S:
+        arrived = f' ({i.received} arrived since the publishers changed)' if i.received else ''
         return Level.WARN, (
-            f'{i.publishers} publisher(s) on {i.topic} but no frame for {i.silent_s:.0f} s: '
-            'with best-effort QoS Fast DDS loses frames larger than the publisher\'s '
-            'shared-memory segment (512 KiB by default) or the socket buffers, and an '
-            'incompatible QoS delivers nothing; start the camera with '
+            f'{i.publishers} publisher(s) on {i.topic} but no frame for {i.silent_s:.0f} s'
+            f'{arrived}: unless the camera stopped, with best-effort QoS Fast DDS loses frames '
+            "larger than the publisher's shared-memory segment (512 KiB by default) or the "
+            'socket buffers, and an incompatible QoS delivers nothing; start the camera with '
             f'FASTDDS_DEFAULT_PROFILES_FILE (FASTRTPS_DEFAULT_PROFILES_FILE before Kilted) = '
             f'<prefix>/{PROFILE_FILE} (the launch file sets it), or subscribe reliably: '
             f'qos_overrides.{i.topic}.subscription.reliability: reliable')

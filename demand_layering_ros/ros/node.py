@@ -76,6 +76,11 @@ class DemandLayeringNode(LifecycleNode):
         self._sub: Any = None
         self._active_since: float | None = None
         self._last_frame = 0.0
+        # frames since activation or since the publishers changed: a new camera whose frames
+        # never arrive is told apart from one that stopped
+        self._received = 0
+        self._input_publishers = 0
+        self._input_publishers_since = 0.0
         self._hardware_id = str(self._values['device'])
         self._loggers: dict[str, Any] = {}
         self._arrays = conversion.DetectionArrayBuilder()  # used by the inference thread only
@@ -193,6 +198,7 @@ class DemandLayeringNode(LifecycleNode):
             QoSProfile(**INPUT_QOS),
             qos_overriding_options=QoSOverridingOptions.with_default_policies())
         self.runner.start()
+        self._received = 0
         self._active_since = time.monotonic()
         result = super().on_activate(state)
         header = conversion.Header()
@@ -238,6 +244,7 @@ class DemandLayeringNode(LifecycleNode):
 
     def _on_image(self, msg: Message) -> None:
         self._last_frame = time.monotonic()
+        self._received += 1
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
         self.runner.offer(msg, stamp, self._now_ns())
 
@@ -322,14 +329,19 @@ class DemandLayeringNode(LifecycleNode):
         active = self._active_since is not None
         topic = self._sub.topic_name if self._sub is not None else ''
         publishers = self.count_publishers(topic) if topic else 0
-        silent = (time.monotonic() - max(self._active_since, self._last_frame)
+        now = time.monotonic()
+        if publishers != self._input_publishers:
+            self._input_publishers, self._input_publishers_since = publishers, now
+            self._received = 0
+        silent = (now - max(self._active_since, self._last_frame, self._input_publishers_since)
                   if self._active_since is not None else 0.0)
         prep = self._preparation
         st = diagnostics.status(diagnostics.Inputs(
             name=f'{self.get_fully_qualified_name()}: detector', hardware_id=self._hardware_id,
             frames=frames, engine=engine, health=self.runner.health.assess(), error=self.error,
             preparing=prep.progress if prep is not None and not prep.done else None,
-            active=active, topic=topic, publishers=publishers, silent_s=silent))
+            active=active, topic=topic, publishers=publishers, silent_s=silent,
+            received=self._received))
         self.diag_pub.publish(diagnostics.array(self.get_clock().now().to_msg(), st))
 
 

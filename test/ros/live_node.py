@@ -107,6 +107,8 @@ class LiveNode:
         return future.result().success
 
     def output(self) -> str:
+        if self._log.closed:
+            return self._final_output
         with open(self._log.name, 'rb') as f:
             return f.read().decode(errors='replace')
 
@@ -128,4 +130,5 @@ class LiveNode:
                 except subprocess.TimeoutExpired:
                     os.killpg(self.proc.pid, signal.SIGKILL)
                     self.proc.wait(timeout=10)
+            self._final_output = self.output()  # the file goes with close()
             self._log.close()

@@ -263,6 +263,7 @@ def test_input_qos_is_the_standard_override_parameter(live):
 def test_camera_sized_frames_reach_the_node_at_the_default_best_effort_qos(live, size):
     """20 of 20 rgb8 frames at 2 Hz (the package's Fast DDS profile in both processes)."""
     h, w = size
+    live.spin(2.2)  # diagnostics that count every frame sent before
     base = float(live.diagnostics[-1]['received'])
     data = np.random.default_rng(5).integers(0, 255, (h, w, 3), dtype=np.uint8).tobytes()
     for i in range(20):

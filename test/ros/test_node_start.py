@@ -48,7 +48,7 @@ def test_export_and_profile_run_off_the_executor_thread(fresh):
     before = [d for d in fresh.diagnostics if d['_time'] < fresh.configured_at]
     preparing = [d['_message'] for d in before if d['_message'].startswith('preparing:')]
     assert any('exporting the store' in m for m in preparing), preparing
-    assert any('profiling' in m for m in preparing), preparing
+    # then 'opening the store' and 'profiling', each shown if it lasts past a diagnostics tick
     assert len(preparing) >= 5  # the export of this model takes several seconds
     gaps = np.diff([d['_time'] for d in before])
     assert statistics.median(gaps) < 1.3 and gaps.max() < 2.5, gaps  # /diagnostics at 1 Hz
