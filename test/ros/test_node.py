@@ -33,6 +33,17 @@ def live(tmp_path_factory):
         node.close()
 
 
+@pytest.fixture(autouse=True)
+def settings_restored(live):
+    """Each test starts from the module's settings, whatever the one before left."""
+    yield
+    if live.proc.poll() is None:
+        live.set_params(auto_tune=False, deadline_ms=2000.0, deadline_policy='skip_stale',
+                        deadline_reference='stamp', memory_budget_mb=0.0,
+                        execution_mode='pipelined', score_threshold=0.5, max_detections=100,
+                        class_filter=[''])
+
+
 def send_and_collect(live, frames, publish=None):
     publish = publish or live.pub.publish
     start = len(live.detections)
