@@ -6,6 +6,7 @@ import time
 
 import cv2
 from diagnostic_msgs.msg import DiagnosticStatus
+from lifecycle_msgs.srv import GetState
 import numpy as np
 import pytest
 from rclpy.qos import ReliabilityPolicy
@@ -26,17 +27,23 @@ def fresh(tmp_path_factory):
                     '-p', 'score_threshold:=0.0',
                     '-p', 'qos_overrides./image/compressed.subscription.reliability:=reliable')
     node.root = root
-    node.get_s = []
+    node.get_s, node.states = [], []
+    get_state = node.node.create_client(GetState, '/demand_layering_node/get_state')
     # the override makes the input reliable: a best-effort publisher would not match
     node.cpub = node.node.create_publisher(CompressedImage, 'image/compressed', 10)
     try:
         assert node.params.wait_for_services(timeout_sec=60), node.output()
+        assert get_state.wait_for_service(timeout_sec=30)
         end = time.monotonic() + 300
         while not (node.diagnostics and 'budget_bytes' in node.diagnostics[-1]):
             assert time.monotonic() < end, f'not configured: {node.output()[-2000:]}'
             t0 = time.monotonic()
             assert node.get_params('deadline_ms') == [5000.0]  # `ros2 param get`
             node.get_s.append(time.monotonic() - t0)
+            t0 = time.monotonic()
+            future = get_state.call_async(GetState.Request())  # `ros2 lifecycle get`
+            node.wait_for(future.done, 20, 'get_state')
+            node.states.append((future.result().current_state.label, time.monotonic() - t0))
             node.spin(0.3)
         node.configured_at = time.monotonic()
         yield node
@@ -54,6 +61,9 @@ def test_export_and_profile_run_off_the_executor_thread(fresh):
     assert statistics.median(gaps) < 1.3 and gaps.max() < 2.5, gaps  # /diagnostics at 1 Hz
     assert max(fresh.get_s) < 1.0, fresh.get_s  # parameter service answered throughout
     assert len(fresh.get_s) >= 5
+    # the lifecycle service too; the transition runs once the work is done
+    assert max(s for _label, s in fresh.states) < 1.0, fresh.states
+    assert {label for label, _s in fresh.states} <= {'unconfigured', 'inactive', 'active'}
 
 
 def test_num_threads_reaches_torch(fresh):
