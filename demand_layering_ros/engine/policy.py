@@ -229,7 +229,8 @@ def _plan(layout: Layout, config: Config, io: IOSettings) -> Plan:
     if len(resident) == len(layout.nbytes):
         return Plan(config, io, resident, res_bytes, 0, 0, staging, (), (), offsets,
                     res_requests, (-1,) * n, ((),) * (n + 1), ())
-    room = config.budget_bytes - res_bytes - staging
+    # places are page-aligned (direct I/O reads into them): the room is whole pages
+    room = (config.budget_bytes - res_bytes - staging) // ALIGN * ALIGN
     lead = _lead(config.mode)
     least = sum(_min_regions(layout, resident, lead))
     if room < least:

@@ -127,3 +127,12 @@ def test_small_neighbours_are_read_together_and_large_units_in_parts():
     assert max(sizes_read) <= 8 and plan.parts[3] == 3   # unit 3 in three parts
     seq = policy.plan(layout, Config(Mode.SEQUENTIAL, 23 * P, frozenset()), io)
     assert all(len(r.loads) == 1 for r in seq.requests)  # nothing read ahead: nothing joined
+
+
+@pytest.mark.parametrize('extra', [1, 3001, 4095, 6354370 % 4096])
+def test_a_budget_that_is_not_whole_pages_places_loads_on_page_boundaries(extra):
+    layout = random_layout(7)
+    budget = policy.min_budget(layout, 'pipelined') + 5 * P + extra
+    plan = policy.plan(layout, Config(Mode.PIPELINED, budget, frozenset()))
+    assert all(ld.offset % P == 0 for ld in plan.loads)
+    assert plan.ring_bytes % P == 0 and plan.weight_bytes <= budget
