@@ -13,14 +13,15 @@ Pure PyTorch and the OS; no ROS. Usable as a library on its own::
 from .errors import (BudgetError, ConfigError, EngineError, InferenceAborted,
                      StoreChangedError, StoreCorruptError, StoreError, StoreExistsError,
                      StoreFormatError, StoreMismatchError)
-from .executor import DemandLayeredModel, MODES, Visit
+from .executor import DemandLayeredModel, MODES, Record, Visit
+from .loaders import Disk
 from .policy import Config, IOSettings, Mode
 from .skeleton import empty_weights
 from .store import LayerStore, Unit
 
 __all__ = [
-    'BudgetError', 'Config', 'ConfigError', 'DemandLayeredModel', 'EngineError',
+    'BudgetError', 'Config', 'ConfigError', 'DemandLayeredModel', 'Disk', 'EngineError',
     'IOSettings', 'InferenceAborted', 'LayerStore', 'MODES', 'Mode', 'StoreChangedError',
     'StoreCorruptError', 'StoreError', 'StoreExistsError', 'StoreFormatError',
-    'StoreMismatchError', 'Unit', 'Visit', 'empty_weights',
+    'StoreMismatchError', 'Record', 'Unit', 'Visit', 'empty_weights',
 ]

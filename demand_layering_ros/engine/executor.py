@@ -25,7 +25,7 @@ from .binding import Binder, outside_error
 from .errors import (BudgetError, ConfigError, InferenceAborted, StoreChangedError,
                      StoreCorruptError, StoreError, StoreMismatchError)
 from .integrity import Identity, Integrity, Verify
-from .loaders import CudaLoader, HostLoader, Loader, OnDemand
+from .loaders import CudaLoader, Disk, HostLoader, Loader, OnDemand
 from .policy import Config, IOSettings, Layout, Mode, Plan, Region
 from .store import LayerStore
 
@@ -74,7 +74,7 @@ class DemandLayeredModel:
                  device: str | torch.device = 'cpu', resident: Iterable[int | str] = (),
                  prefetch_depth: int | None = None, verify: str = 'rolling',
                  direct_io: bool = True, io: IOSettings | None = None,
-                 record_every: int | None = None) -> None:
+                 record_every: int | None = None, disk: Disk | None = None) -> None:
         self.store = store if isinstance(store, LayerStore) else LayerStore.open(store)
         self.skeleton = skeleton.eval()
         self.device = torch.device(device)
@@ -85,7 +85,8 @@ class DemandLayeredModel:
         self.layout = Layout.of(self.store, staging=self.device.type == 'cuda')
         self.io = io or IOSettings()
         self.integrity = Integrity(verify, Identity.of(os.stat(self.store.path)))
-        kw = dict(direct_io=direct_io, queue_depth=self.io.queue_depth)
+        # executors reading one disk share its reader threads (earliest deadline first)
+        kw = dict(direct_io=direct_io, disk=disk or Disk(self.io.queue_depth))
         self._loader: Loader = (
             CudaLoader(self.store, self.integrity, self.device, **kw)
             if self.device.type == 'cuda' else HostLoader(self.store, self.integrity, **kw))
@@ -236,11 +237,14 @@ class DemandLayeredModel:
         return self.infer(*args, **kwargs)
 
     def infer(self, *args: Any, abort: Callable[[], bool] | None = None,
-              trace: list[Visit] | None = None, **kwargs: Any) -> Any:
+              trace: list[Visit] | None = None, deadline: float | None = None,
+              **kwargs: Any) -> Any:
         """Run one forward pass; ``abort`` is checked between units (InferenceAborted).
 
         With a ``trace`` list, each unit visit appends a :class:`Visit`; on CUDA its times are
         the GPU's (from events on the compute stream), so they time the work, not its launch.
+        ``deadline`` (``time.monotonic()`` seconds) orders this pass's reads against other
+        executors' on a shared :class:`loaders.Disk`.
         """
         with self._infer_lock:
             self._check_store()
@@ -257,7 +261,7 @@ class DemandLayeredModel:
             if self._plan is not None and self._plan.streams:
                 units = self.store.units
                 self.integrity.select([units[ld.unit].nbytes for ld in self._plan.loads])
-                self._loader.begin()
+                self._loader.begin(deadline)
             done = False
             try:
                 with torch.no_grad():

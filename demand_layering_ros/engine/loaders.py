@@ -35,6 +35,7 @@ class _Pass:
     """One inference's progress through the plan's requests."""
 
     plan: Plan
+    priority: tuple[float, float] = (float('inf'), 0.0)   # (deadline, started): EDF order
     entered: int = -1
     next: int = 0               # next request to issue
     in_flight: int = 0
@@ -70,25 +71,103 @@ class OnDemand:
     region: torch.Tensor | None = None
 
 
+class Disk:
+    """One disk's reader threads, shared by the loaders of every executor that reads from it.
+
+    ``queue_depth`` requests are in flight at most. When several loaders have a readable
+    request, the one whose inference is due first gets the disk (earliest deadline first; an
+    inference without a deadline ranks by when it started), so a near deadline is never stuck
+    behind another stream's read-ahead. One lock guards every loader's progress; reader threads
+    wait on ``work_cv``, each compute thread on its loader's own condition.
+    """
+
+    def __init__(self, queue_depth: int = 2) -> None:
+        self.lock = threading.Lock()
+        self.work_cv = threading.Condition(self.lock)
+        self.queue_depth = queue_depth
+        self.in_flight = 0
+        self._loaders: list['Loader'] = []
+        self._workers: list[threading.Thread] = []
+        self._closing = False
+
+    def attach(self, loader: 'Loader') -> None:
+        """Serve ``loader`` from now on."""
+        with self.lock:
+            self._loaders.append(loader)
+
+    def detach(self, loader: 'Loader') -> None:
+        """Stop serving ``loader``; the threads stop with the last one."""
+        with self.lock:
+            if loader in self._loaders:
+                self._loaders.remove(loader)
+            if self._loaders:
+                return
+            self._closing = True
+            self.work_cv.notify_all()
+        for w in self._workers:
+            w.join(timeout=10)
+        self._workers = []
+
+    def ensure(self, queue_depth: int) -> None:
+        """At least ``queue_depth`` reads in flight from now on (threads started as needed)."""
+        with self.lock:
+            self.queue_depth = max(self.queue_depth, queue_depth)
+            self._closing = False
+        while len(self._workers) < self.queue_depth:
+            w = threading.Thread(target=self._work, name=f'dl-reader-{len(self._workers)}',
+                                 daemon=True)
+            self._workers.append(w)
+            w.start()
+
+    def _work(self) -> None:
+        while True:
+            with self.lock:
+                while True:
+                    if self._closing:
+                        return
+                    picked = self._pick()
+                    if picked is not None:
+                        break
+                    self.work_cv.wait()
+                loader, p, r = picked
+                self.work_cv.notify()   # the next request may be readable too
+            loader._serve(p, r)
+
+    def _pick(self) -> tuple['Loader', _Pass, Request] | None:
+        """The request to read next, earliest deadline first (caller holds the lock)."""
+        if self.in_flight >= self.queue_depth:
+            return None
+        waiting = sorted((lo for lo in self._loaders if lo._pass is not None
+                          and lo._pass.active), key=lambda lo: lo._pass.priority)
+        for loader in waiting:
+            r = loader._peek()
+            if r is not None:
+                p = loader._take(r)
+                self.in_flight += 1
+                return loader, p, r
+        return None
+
+
 class Loader:
     """Runs the request pipeline of a plan; subclasses decide where bytes land."""
 
     def __init__(self, store: LayerStore, integrity: Integrity, *, direct_io: bool = True,
-                 queue_depth: int = 2) -> None:
+                 disk: Disk | None = None) -> None:
         self.store = store
         self.direct_io = direct_io
         self.reader = Reader(store.path, direct=direct_io)
         self.integrity = integrity
-        self._lock = threading.Lock()
-        # two conditions on one lock: the reader threads wait for work, the compute thread for
-        # loads; each side wakes only whom it concerns
-        self._work_cv = threading.Condition(self._lock)
+        self.disk = disk or Disk()
+        self.disk.attach(self)
+        # one lock (the disk's) for all progress; the reader threads wait on the disk's
+        # condition, this loader's compute thread on its own: each side wakes only whom it
+        # concerns
+        self._lock = self.disk.lock
+        self._work_cv = self.disk.work_cv
         self._done_cv = threading.Condition(self._lock)
         self._plan: Plan | None = None
         self._pass: _Pass | None = None
         self._on_demand: list[OnDemand] = []
-        self._workers: list[threading.Thread] = []
-        self._closing = False
         self._verified = False
         self._views: dict[tuple[Region, int], dict[str, torch.Tensor]] = {}
         self.counters = {'loads': 0, 'on_demand_loads': 0, 'stall_seconds': 0.0}
@@ -109,7 +188,7 @@ class Loader:
         self._plan = None
         self._resize(plan)
         self._plan = plan
-        self._start_workers(plan.io.queue_depth)
+        self.disk.ensure(plan.io.queue_depth)
         if plan.resident_requests:
             self._run_all(plan, plan.resident_requests)
             if self.integrity.mode != Verify.NONE and not checked_all:
@@ -124,12 +203,8 @@ class Loader:
         self._resize(None)
 
     def close(self) -> None:
-        """Stop the reader threads and close the file."""
-        with self._lock:
-            self._closing = True
-            self._work_cv.notify_all()
-        for w in self._workers:
-            w.join(timeout=10)
+        """Leave the disk (its threads stop with the last loader) and close the file."""
+        self.disk.detach(self)
         self.release()
         self.reader.close()
 
@@ -184,11 +259,16 @@ class Loader:
                                             self.store.units[ld.unit].nbytes))
 
     # -- the compute thread's side --------------------------------------------------------------
-    def begin(self) -> None:
-        """Start a pass over the plan's requests (reads of the first loads begin now)."""
+    def begin(self, deadline: float | None = None) -> None:
+        """Start a pass over the plan's requests (reads of the first loads begin now).
+
+        ``deadline`` (``time.monotonic()`` seconds) ranks this pass's reads against other
+        loaders' on a shared disk.
+        """
         assert self._plan is not None
         with self._lock:
-            self._pass = _Pass(self._plan)
+            self._pass = _Pass(self._plan, (float('inf') if deadline is None else deadline,
+                                            time.monotonic()))
             self._work_cv.notify_all()
 
     def enter(self, visit: int) -> None:
@@ -286,65 +366,44 @@ class Loader:
             self._on_demand.remove(od)
             self._work_cv.notify_all()
 
-    # -- reader threads -------------------------------------------------------------------------
-    def _start_workers(self, n: int) -> None:
-        while len(self._workers) < n:
-            w = threading.Thread(target=self._work, name=f'dl-reader-{len(self._workers)}',
-                                 daemon=True)
-            self._workers.append(w)
-            w.start()
+    # -- on a reader thread -----------------------------------------------------------------
+    def _serve(self, p: _Pass, r: Request) -> None:
+        """Read ``r`` (the disk picked it), check what it completes, hand it to compute."""
+        err: BaseException | None = None
+        try:
+            self._read(r)
+        except BaseException as e:  # noqa: BLE001 - handed to the compute thread
+            err = e
+        with self._lock:
+            complete = []
+            for j in r.loads:
+                p.inflight_parts[j] -= 1
+                p.parts_left[j] -= 1
+                if err is not None:
+                    p.error[j] = err
+                elif p.parts_left[j] == 0:
+                    complete.append(j)
+        for j in complete:   # checked before compute may use it
+            if self.integrity.chosen(j):
+                try:
+                    self._check_load(p.plan, j)
+                except StoreCorruptError as e:
+                    self.integrity.suspect.add(p.plan.loads[j].unit)
+                    p.error[j] = e
+        with self._lock:
+            p.in_flight -= 1
+            self.disk.in_flight -= 1
+            now = time.perf_counter()
+            for j in complete:
+                if p.error[j] is None:
+                    p.ready[j] = True
+                    p.done_at[j] = now
+                    self.counters['loads'] += 1
+            self._done_cv.notify_all()
+            self._work_cv.notify()
 
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                while True:
-                    if self._closing:
-                        return
-                    picked = self._pick()
-                    if picked is not None:
-                        break
-                    self._work_cv.wait()
-                p, r = picked
-                self._work_cv.notify()   # the next request may be readable too
-                now = time.perf_counter()
-                for j in r.loads:
-                    if p.inflight_parts[j] == 0 and p.parts_left[j] == p.plan.parts[j]:
-                        p.started[j] = now
-                    p.inflight_parts[j] += 1
-            err: BaseException | None = None
-            try:
-                self._read(r)
-            except BaseException as e:  # noqa: BLE001 - handed to the compute thread
-                err = e
-            with self._lock:
-                complete = []
-                for j in r.loads:
-                    p.inflight_parts[j] -= 1
-                    p.parts_left[j] -= 1
-                    if err is not None:
-                        p.error[j] = err
-                    elif p.parts_left[j] == 0:
-                        complete.append(j)
-            for j in complete:   # checked before compute may use it
-                if self.integrity.chosen(j):
-                    try:
-                        self._check_load(p.plan, j)
-                    except StoreCorruptError as e:
-                        self.integrity.suspect.add(p.plan.loads[j].unit)
-                        p.error[j] = e
-            with self._lock:
-                p.in_flight -= 1
-                now = time.perf_counter()
-                for j in complete:
-                    if p.error[j] is None:
-                        p.ready[j] = True
-                        p.done_at[j] = now
-                        self.counters['loads'] += 1
-                self._done_cv.notify_all()
-                self._work_cv.notify()
-
-    def _pick(self) -> tuple[_Pass, Request] | None:
-        """The next request if it may be read now (caller holds the lock)."""
+    def _peek(self) -> Request | None:
+        """This loader's next request if it may be read now (caller holds the lock)."""
         p = self._pass
         if p is None or not p.active or p.in_flight >= p.plan.io.queue_depth:
             return None
@@ -364,9 +423,20 @@ class Loader:
             return None
         if not self._slot_free():
             return None
+        return r
+
+    def _take(self, r: Request) -> _Pass:
+        """Commit to reading ``r``, the request :meth:`_peek` returned (lock held)."""
+        p = self._pass
+        assert p is not None
         p.next += 1
         p.in_flight += 1
-        return p, r
+        now = time.perf_counter()
+        for j in r.loads:
+            if p.inflight_parts[j] == 0 and p.parts_left[j] == p.plan.parts[j]:
+                p.started[j] = now
+            p.inflight_parts[j] += 1
+        return p
 
     def _run_all(self, plan: Plan, requests: tuple[Request, ...]) -> None:
         """Read ``requests`` (all gates open) on the reader threads and wait for them."""

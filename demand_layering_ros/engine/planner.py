@@ -170,3 +170,93 @@ def analytic_resident_bytes(p: Pipeline, bandwidth_bps: float) -> int:
     bound); the near-zero configuration of an I/O-bound model cannot hold less.
     """
     return max(0, int(p.total_bytes - p.compute_total_s * bandwidth_bps))
+
+
+@dataclass(frozen=True)
+class Demand:
+    """One engine (a model serving one or more streams) as the joint planner sees it."""
+
+    name: str
+    pipeline: Pipeline
+    target_s: float | None = None     # the delay it must meet (auto-tune), None: no target
+    budget_bytes: int | None = None   # a budget fixed by the user (``<stream>.memory_budget_mb``)
+
+
+@dataclass(frozen=True)
+class JointPlan:
+    """A plan per engine within one budget, and the engines whose target is not met."""
+
+    plans: dict[str, Plan]
+    missed: tuple[str, ...]
+
+    @property
+    def total_bytes(self) -> int:
+        """Weight memory of all engines together."""
+        return sum(p.budget_bytes for p in self.plans.values())
+
+
+def split_budget(demands: list[Demand], budget: int) -> JointPlan:
+    """Split ``budget`` among engines without targets.
+
+    Fixed budgets first; every other engine gets its pipelined minimum and what is left in
+    proportion to what it needs beyond that (its whole model minus its minimum); each engine
+    then gets the best plan for its share.
+
+    ValueError when the budget cannot hold the fixed budgets and the other minimums.
+    """
+    fixed = {d.name: d.budget_bytes for d in demands if d.budget_bytes is not None}
+    free = [d for d in demands if d.budget_bytes is None]
+    floors = {d.name: d.pipeline.min_budget('pipelined') for d in free}
+    wants = {d.name: d.pipeline.min_budget('preload') - floors[d.name] for d in free}
+    spare = budget - sum(fixed.values()) - sum(floors.values())
+    if spare < 0:
+        raise ValueError(f'budget {budget} bytes cannot hold the fixed budgets '
+                         f'({sum(fixed.values())}) and the others\' minimums '
+                         f'({sum(floors.values())}): {", ".join(sorted(floors))}')
+    total_want = sum(wants.values())
+    shares = dict(fixed)
+    for d in free:
+        extra = spare * wants[d.name] // total_want if total_want else 0
+        shares[d.name] = floors[d.name] + min(extra, wants[d.name])
+    plans = {d.name: plan_for_budget(d.pipeline, shares[d.name]) for d in demands}
+    return JointPlan(plans, ())
+
+
+def plan_jointly(demands: list[Demand], max_total: int | None = None) -> JointPlan:
+    """The least total memory that meets every engine's target within ``max_total``.
+
+    Each engine's least plan for its target is independent of the others' (they share no
+    weights); when the sum does not fit, the engines cheapest to satisfy keep their plans and
+    the others fall back to their minimums, so the fewest miss (and are named).
+    """
+    least = {d.name: (plan_for_deadline(d.pipeline, d.target_s)[0] if d.target_s is not None
+                      else plan_for_budget(d.pipeline, d.pipeline.min_budget('pipelined')))
+             for d in demands}
+    met = {d.name: d.target_s is None or least[d.name].predicted_s <= d.target_s
+           for d in demands}
+    if max_total is None or sum(p.budget_bytes for p in least.values()) <= max_total:
+        return JointPlan(least, tuple(n for n, ok in met.items() if not ok))
+    floor = {d.name: plan_for_budget(d.pipeline, d.pipeline.min_budget('pipelined'))
+             for d in demands}
+    plans = dict(floor)
+    room = max_total - sum(p.budget_bytes for p in floor.values())
+    if room < 0:
+        raise ValueError(f'{max_total} bytes cannot hold the engines\' minimums '
+                         f'({sum(p.budget_bytes for p in floor.values())} bytes)')
+
+    def extra(d: Demand) -> int:
+        return least[d.name].budget_bytes - floor[d.name].budget_bytes
+
+    for d in sorted(demands, key=extra):   # the cheapest to satisfy first
+        if met[d.name] and extra(d) <= room:
+            plans[d.name] = least[d.name]
+            room -= extra(d)
+    missed = [d for d in demands if d.target_s is not None
+              and plans[d.name].predicted_s > d.target_s]
+    for d in sorted(missed, key=extra):   # what is left goes to those that still miss
+        if room <= 0:
+            break
+        plans[d.name] = plan_for_budget(d.pipeline, floor[d.name].budget_bytes + room)
+        room -= plans[d.name].budget_bytes - floor[d.name].budget_bytes
+    return JointPlan(plans, tuple(d.name for d in missed
+                                  if plans[d.name].predicted_s > (d.target_s or 0.0)))

@@ -117,3 +117,31 @@ def test_compute_slows_only_while_reads_overlap_it():
     # read 2 runs 2.5-3.5 under its compute: 2.5-4.0; unit 2 computes alone 4.0-5.0
     assert simulate(slow, 'pipelined', 2 * B).latency_s == 5.0
     assert simulate(slow, 'sequential', B).latency_s == 6  # nothing overlaps
+
+
+def test_split_budget_gives_minimums_then_shares_in_proportion_to_need():
+    small = pipe([1, 1], [1, 1])                 # 2 units: minimum 2B, whole 2B
+    big = pipe([2] * 6, [1] * 6)                 # 6 units: minimum 2B, whole 6B
+    joint = planner.split_budget([planner.Demand('a', IO_BOUND), planner.Demand('b', big)],
+                                 8 * B)
+    assert joint.total_bytes <= 8 * B
+    assert joint.plans['b'].budget_bytes > joint.plans['a'].budget_bytes   # b needs more
+    fixed = planner.split_budget([planner.Demand('a', IO_BOUND, budget_bytes=4 * B),
+                                  planner.Demand('b', big)], 8 * B)
+    assert fixed.plans['a'].mode == 'preload' and fixed.plans['b'].budget_bytes <= 4 * B
+    with pytest.raises(ValueError, match='minimums'):
+        planner.split_budget([planner.Demand('a', small), planner.Demand('b', big)], 3 * B)
+
+
+def test_joint_plan_meets_every_target_with_the_least_total_or_misses_the_fewest():
+    demands = [planner.Demand('a', IO_BOUND, target_s=7.5),
+               planner.Demand('b', BALANCED, target_s=100.0)]
+    joint = planner.plan_jointly(demands)
+    assert not joint.missed
+    least_a, _met = planner.plan_for_deadline(IO_BOUND, 7.5)
+    assert joint.plans['a'].budget_bytes == least_a.budget_bytes
+    assert joint.plans['b'].budget_bytes == B   # anything meets 100 s: the least
+    tight = planner.plan_jointly([planner.Demand('a', IO_BOUND, target_s=4.0),
+                                  planner.Demand('b', BALANCED, target_s=4.0)], 5 * B)
+    assert tight.total_bytes <= 5 * B
+    assert tight.missed == ('a',)   # b can be met (pipelined, 2 pages); a needs all 4 pages

@@ -55,8 +55,10 @@ def test_export_and_profile_run_off_the_executor_thread(fresh):
     before = [d for d in fresh.diagnostics if d['_time'] < fresh.configured_at]
     preparing = [d['_message'] for d in before if d['_message'].startswith('preparing:')]
     assert any('exporting the store' in m for m in preparing), preparing
-    # then 'opening the store' and 'profiling', each shown if it lasts past a diagnostics tick
-    assert len(preparing) >= 5  # the export of this model takes several seconds
+    # then 'opening the store' and 'profiling', each shown if it lasts past a diagnostics tick;
+    # the export takes a few seconds (how many depends on the machine's load): the rate is
+    # what the gaps below check
+    assert len(preparing) >= 3
     gaps = np.diff([d['_time'] for d in before])
     assert statistics.median(gaps) < 1.3 and gaps.max() < 2.5, gaps  # /diagnostics at 1 Hz
     assert max(fresh.get_s) < 1.0, fresh.get_s  # parameter service answered throughout
