@@ -21,7 +21,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..engine import DemandLayeredModel, LayerStore
-from ..engine.planner import Plan, plan_in_mode
+from ..engine.calibrate import Calibrator
+from ..engine.executor import Record
+from ..engine.planner import Plan
+from ..engine.policy import Config
 from ..engine.profile import load_or_measure, Profile
 from .detections import Detection, to_detections
 from .errors import ModelError
@@ -136,6 +139,16 @@ def device_name(device: str) -> str:
 
 
 @dataclass(frozen=True)
+class EngineFigures:
+    """The configuration a frame ran with and the weight memory it held (per-frame telemetry)."""
+
+    mode: str
+    budget_bytes: int
+    weight_bytes: int
+    resident_units: int
+
+
+@dataclass(frozen=True)
 class EngineRequest:
     """An executor configuration as the parameters ask for it (budget None = the minimum)."""
 
@@ -160,7 +173,12 @@ class Detector:
         self.store = LayerStore.open(store)
         self._executor = DemandLayeredModel(build_skeleton(model), self.store, device=device)
         self.profile: Profile | None = None
-        self._predicted_s: float | None = None
+        # the profile's figures kept true while frames run (set with the profile): what every
+        # prediction - diagnostics, telemetry, auto_tune - comes from
+        self.calibrator: Calibrator | None = None
+        self._executor.observe(self._observe)
+        self._ran: Config | None = None      # the configuration of the last inference
+        self._prediction: tuple[Config, int, float | None] | None = None
         self.reconfigure(engine)
 
     # -- inference ----------------------------------------------------------------------------
@@ -169,7 +187,10 @@ class Detector:
                ) -> list[Detection]:
         """Detect objects in an HxWx3 uint8 RGB image; boxes in that image's pixels."""
         tensor, scale = to_input(rgb, self.input_hw)
+        # the pending configuration is applied as infer() starts: this is the one the frame uses
+        config = self._executor.config
         out = self._executor.infer([tensor.to(self.device)], abort=abort)[0]
+        self._ran = config
         return to_detections(out, self.categories, score_threshold=score_threshold,
                              max_detections=max_detections, class_filter=class_filter,
                              scale=scale)
@@ -195,16 +216,12 @@ class Detector:
 
     def reconfigure(self, request: EngineRequest) -> Any:
         """Apply a request from the next inference (any thread)."""
-        applied = self._executor.reconfigure(**self.resolve(request))
-        self._predict(applied.mode, applied.budget_bytes, applied.resident)
-        return applied
+        return self._executor.reconfigure(**self.resolve(request))
 
     def apply_plan(self, plan: Plan) -> Any:
         """Apply a planner's plan from the next inference."""
-        applied = self._executor.reconfigure(mode=plan.mode, budget_bytes=plan.budget_bytes,
-                                             resident=plan.resident)
-        self._predicted_s = plan.predicted_s
-        return applied
+        return self._executor.reconfigure(mode=plan.mode, budget_bytes=plan.budget_bytes,
+                                          resident=plan.resident)
 
     @property
     def config(self) -> Any:
@@ -217,23 +234,41 @@ class Detector:
         x = example_input(self.name, self.input_hw or spec(self.name).input_hw, seed=1)
         x = tuple([t.to(self.device) for t in a] if isinstance(a, list) else a for a in x)
         self.profile = load_or_measure(self._executor, x, runs=runs)
-        cfg = self._executor.config
-        self._predict(cfg.mode, cfg.budget_bytes, cfg.resident)
+        self.calibrator = Calibrator(self.profile.pipeline)
+        self._prediction = None
         return self.profile
+
+    def _observe(self, record: Record) -> None:
+        """Every measured inference (executor's thread) is folded into the calibrated model."""
+        calibrator = self.calibrator
+        if calibrator is not None:  # None while the profile itself is being measured
+            calibrator.observe(record)
 
     @property
     def predicted_s(self) -> float | None:
-        """The planner's prediction for the configuration in force (None without a profile)."""
-        return self._predicted_s
+        """The calibrated model's delay for the configuration in force (None without a profile).
 
-    def _predict(self, mode: str, budget: int, resident: Any) -> None:
-        if self.profile is None:
-            return
+        Recomputed only when the configuration or the calibration changed (one simulation).
+        """
+        cal = self.calibrator
+        if cal is None:
+            return None
+        config, frames = self._executor.config, cal.frames
+        cached = self._prediction
+        if cached is not None and cached[0] == config and cached[1] == frames:
+            return cached[2]
         try:
-            self._predicted_s = plan_in_mode(self.profile.pipeline, str(mode), budget,
-                                             frozenset(resident)).predicted_s
+            predicted: float | None = cal.predict(config).latency_s
         except ValueError:
-            self._predicted_s = None
+            predicted = None
+        self._prediction = (config, frames, predicted)
+        return predicted
+
+    def figures(self) -> EngineFigures:
+        """The configuration the last inference ran with and the weight bytes held now."""
+        cfg = self._ran or self._executor.config
+        return EngineFigures(str(cfg.mode), cfg.budget_bytes, self._executor.weight_bytes(),
+                             len(self._executor.effective_resident(cfg)))
 
     @property
     def hardware_id(self) -> str:

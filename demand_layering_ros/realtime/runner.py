@@ -5,7 +5,9 @@ The node hands frames in (``offer``) and gets detections out (``publish``); ever
 - which frame runs, whether it is still worth running, when to cancel it, re-planning the
 engine for the deadline, and where the time went - happens here, on the runner's own threads,
 with one settings snapshot per frame. The debug image is drawn on a thread of its own so that
-drawing never delays the next inference.
+drawing never delays the next inference; auto-tune plans on one of its own (``tuning``) and
+the plan is applied between two frames. Each processed frame can be reported as a
+:class:`FrameReport` (the node publishes them as ``~/frame_stats``).
 """
 
 from __future__ import annotations
@@ -23,16 +25,17 @@ from .health import Health
 from .settings import Settings
 from .stamps import check_stamp, StampCheck
 from .stats import FrameStats
+from .tuning import TuningLoop
 from ..engine.errors import InferenceAborted
 from ..perception.detections import Detection
 from ..perception.errors import ImageError
 
 if TYPE_CHECKING:
     from ..engine.planner import Plan
+    from ..perception.detector import EngineFigures
     from .auto_tune import AutoTuner
 
 M = TypeVar('M')
-MiB = 2 ** 20
 
 
 class DetectorPort(Protocol):
@@ -48,6 +51,8 @@ class DetectorPort(Protocol):
     def remaining_s(self) -> float: ...
 
     def apply_plan(self, plan: 'Plan') -> Any: ...
+
+    def figures(self) -> 'EngineFigures': ...
 
 
 class Reporter(Protocol):
@@ -65,7 +70,24 @@ class Frame(Generic[M]):
     message: M
     stamp_ns: int      # header stamp on the node clock; 0 = unset
     arrival_ns: int    # node clock at receipt (the deadline reference for 'arrival')
-    arrival_s: float   # time.perf_counter() at receipt (waiting time on a steady clock)
+    arrival_s: float   # the runner's steady clock (perf_counter) at receipt: waiting time
+
+
+@dataclass(frozen=True)
+class FrameReport:
+    """One processed frame: what per-frame telemetry carries."""
+
+    stamp_ns: int            # the frame's header stamp (node clock)
+    inference_ms: float      # the detector's time (wall clock)
+    latency_ms: float        # deadline reference to published (node clock)
+    deadline_ms: float
+    missed: bool             # published after its deadline
+    predicted_ms: float | None  # the calibrated prediction in force (auto_tune: its p50)
+    mode: str
+    budget_bytes: int
+    weight_bytes: int        # weight memory held after the frame
+    resident_units: int
+    auto_tune: bool
 
 
 def describe(err: BaseException) -> str:
@@ -86,22 +108,30 @@ class FrameRunner(Generic[M]):
                  reporter: Reporter, settings: Settings = Settings(),
                  debug: Callable[[M, np.ndarray, list[Detection]], None] | None = None,
                  want_debug: Callable[[], bool] | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 on_frame: Callable[[FrameReport], None] | None = None,
+                 want_frames: Callable[[], bool] | None = None,
+                 perf: Callable[[], float] = time.perf_counter) -> None:
         self._convert = convert
         self._publish = publish
         self._clock_ns = clock_ns
         self._reporter = reporter
         self._debug = debug
         self._want_debug = want_debug
+        self._on_frame = on_frame
+        self._perf = perf  # the steady clock stages are timed with (seconds)
+        self._want_frames = want_frames
         self._settings = settings
         self.stats = FrameStats()
         self.health = Health(clock=monotonic)
         self.slot: FrameSlot[Frame[M]] = FrameSlot()
         self._debug_slot: FrameSlot[tuple[M, np.ndarray, list[Detection]]] = FrameSlot()
         self.detector: DetectorPort | None = None
-        self.tuner: AutoTuner | None = None
+        self.tuning = TuningLoop(reporter.info)
         self.last_stamp: StampCheck | None = None
-        self._replan = threading.Event()
+        # the node's reconfiguration and a plan's application never interleave (a plan made
+        # just before auto_tune went off must not replace the parameters' configuration)
+        self._engine_lock = threading.Lock()
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -111,28 +141,51 @@ class FrameRunner(Generic[M]):
         """The snapshot the next frame uses."""
         return self._settings
 
-    def update(self, settings: Settings) -> None:
-        """Replace the snapshot (one reference assignment: a frame sees all of it or none)."""
-        old, self._settings = self._settings, settings
-        if settings.auto_tune and (not old.auto_tune or settings.deadline_ms != old.deadline_ms
-                                   or settings.budget_cap_bytes != old.budget_cap_bytes):
-            self._replan.set()
+    def update(self, settings: Settings, reconfigure: Callable[[], Any] | None = None) -> Any:
+        """Replace the snapshot (one reference assignment: a frame sees all of it or none).
+
+        ``reconfigure`` (the engine request of the same change) runs with the swap, never
+        interleaved with a plan's application; its result is returned.
+        """
+        with self._engine_lock:
+            old, self._settings = self._settings, settings
+            result = reconfigure() if reconfigure is not None else None
+        if not settings.auto_tune:
+            self.tuning.forget()
+        elif (not old.auto_tune or settings.deadline_ms != old.deadline_ms
+              or settings.budget_cap_bytes != old.budget_cap_bytes):
+            self.tuning.request()
+        return result
 
     def attach(self, detector: DetectorPort, tuner: 'AutoTuner | None') -> None:
         """Serve frames with ``detector`` (at configure); auto-tune with ``tuner``."""
-        self.detector, self.tuner = detector, tuner
+        self.detector = detector
+        self.tuning.attach(tuner)
         if self._settings.auto_tune:
-            self._replan.set()
+            self.tuning.request()
 
     def detach(self) -> None:
         """Forget the detector (at cleanup)."""
-        self.detector, self.tuner = None, None
+        self.detector = None
+        self.tuning.attach(None)
+
+    @property
+    def tuner(self) -> 'AutoTuner | None':
+        """The tuning loop's AutoTuner (None before configure)."""
+        return self.tuning.tuner
 
     @property
     def predicted_s(self) -> float | None:
-        """The planner's prediction for the engine configuration in force."""
-        if self._settings.auto_tune and self.tuner is not None and self.tuner.state.plan:
-            return self.tuner.predicted_s()
+        """The calibrated prediction for the engine configuration in force.
+
+        With auto_tune and the tuner's plan in force: the tuner's median, which also carries
+        what the model still misses (measured / predicted over recent frames).
+        """
+        tuner = self.tuning.tuner
+        in_force = self.tuning.in_force
+        if (self._settings.auto_tune and tuner is not None and in_force is not None
+                and in_force is tuner.state.plan):
+            return tuner.predicted_s()
         return self.detector.predicted_s if self.detector is not None else None
 
     # -- threads ------------------------------------------------------------------------------
@@ -147,12 +200,14 @@ class FrameRunner(Generic[M]):
                                                   daemon=True))
         for t in self._threads:
             t.start()
+        self.tuning.start(lambda: self._settings)
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the threads; an inference in progress is cancelled between two units."""
         self._stopping.set()
         self.slot.close()
         self._debug_slot.close()
+        self.tuning.stop(timeout)
         for t in self._threads:
             t.join(timeout=timeout)
         self._threads = []
@@ -165,7 +220,7 @@ class FrameRunner(Generic[M]):
     def offer(self, message: M, stamp_ns: int, arrival_ns: int) -> None:
         """A frame arrived (receiving thread): it replaces a frame still waiting."""
         self.stats.received(arrival_ns)
-        if self.slot.put(Frame(message, stamp_ns, arrival_ns, time.perf_counter())):
+        if self.slot.put(Frame(message, stamp_ns, arrival_ns, self._perf())):
             self.stats.count('superseded')
 
     def _loop(self) -> None:
@@ -204,21 +259,21 @@ class FrameRunner(Generic[M]):
         det = self.detector
         if det is None:
             return 'stopped'
-        if self._replan.is_set() and s.auto_tune and self.tuner is not None:
-            self._auto_tune(s)
+        plan = self.tuning.before_frame(s, det, self._apply_if_tuning)
         stamp = self._check_stamp(frame, s)
         by_arrival = s.deadline_reference == DeadlineReference.ARRIVAL
         reference = frame.arrival_ns if by_arrival else frame.stamp_ns
         deadline = Deadline.after(reference, s.deadline_ms)
-        taken = time.perf_counter()
-        if deadline.should_skip(s.deadline_policy, self._clock_ns()):
+        taken = self._perf()
+        taken_ns = self._clock_ns()
+        if deadline.should_skip(s.deadline_policy, taken_ns):
             return self._outcome('dropped_stale')
         try:
             rgb = self._convert(frame.message, s)
         except ImageError as err:
             self._reporter.warn('rejected', f'rejected image: {err}')
             return self._outcome('rejected', str(err))
-        converted = time.perf_counter()
+        converted = self._perf()
         deadline_abort = deadline.abort_check(s.deadline_policy, self._clock_ns,
                                               self._remaining_ns)
 
@@ -230,11 +285,12 @@ class FrameRunner(Generic[M]):
                                     class_filter=s.class_filter, abort=abort)
         except InferenceAborted:
             return 'stopped' if self._stopping.is_set() else self._outcome('aborted')
-        inferred = time.perf_counter()
+        inferred = self._perf()
         self._publish(frame.message, detections)
-        published = time.perf_counter()
+        published = self._perf()
         now = self._clock_ns()
-        if deadline.passed(now):
+        missed = deadline.passed(now)
+        if missed:
             self._outcome('deadline_missed')
         stages = {'queue': (taken - frame.arrival_s) * 1e3,
                   'convert': (converted - taken) * 1e3,
@@ -246,8 +302,10 @@ class FrameRunner(Generic[M]):
             stages['transport'] = stamp.offset_ns / 1e6
         self.stats.processed(now, stages)
         self.health.note('processed')
-        if s.auto_tune and self.tuner is not None and self.tuner.observe(inferred - converted):
-            self._replan.set()
+        self.tuning.after_frame(plan, inferred - converted, stages['latency'],
+                                (now - taken_ns) / 1e9, published - taken)
+        if self._on_frame is not None and (self._want_frames is None or self._want_frames()):
+            self._report(frame, s, det, stages, missed)
         if s.debug_image and self._want_debug is not None and self._want_debug():
             self._debug_slot.put((frame.message, rgb, detections))
         return 'processed'
@@ -274,22 +332,22 @@ class FrameRunner(Generic[M]):
         ratio = self.tuner.state.ratio if self.tuner is not None else 1.0
         return int(self.detector.remaining_s() * ratio * 1e9)
 
-    def _auto_tune(self, s: Settings) -> None:
-        """Plan the least memory whose predicted delay meets the deadline, within the cap."""
-        assert self.detector is not None and self.tuner is not None
-        self._replan.clear()
-        frames = self.stats.snapshot(self._clock_ns())
-        deadline_s = s.deadline_ms / 1e3
-        # time outside inference (transport, waiting, conversion) comes off the deadline
-        outside = max(0.0, frames.get('latency_ms_p50', 0.0)
-                      - frames.get('inference_ms_p50', 0.0)) / 1e3
-        plan = self.tuner.plan(max(1e-3, deadline_s - (outside or 0.1 * deadline_s)),
-                               s.budget_cap_bytes)
-        self.detector.apply_plan(plan)
-        st = self.tuner.state
-        predicted = self.tuner.predicted_s() or 0.0
-        self._reporter.info(
-            f'auto_tune: {plan.mode} within {plan.budget_bytes / MiB:.1f} MiB, '
-            f'{len(plan.resident)} resident units, predicted {predicted * 1e3:.0f} ms '
-            f'for a target of {st.target_s * 1e3:.0f} ms'
-            + ('' if st.met else ' (target not reachable within the budget: fastest allowed)'))
+    def _apply_if_tuning(self, apply: Callable[[], Any]) -> bool:
+        """Run ``apply`` (a plan's application) unless auto_tune went off meanwhile."""
+        with self._engine_lock:
+            if not self._settings.auto_tune:
+                return False
+            apply()
+            return True
+
+    def _report(self, frame: Frame[M], s: Settings, det: DetectorPort,
+                stages: dict[str, float], missed: bool) -> None:
+        assert self._on_frame is not None
+        fig = det.figures()
+        predicted = self.predicted_s
+        self._on_frame(FrameReport(
+            stamp_ns=frame.stamp_ns, inference_ms=stages['inference'],
+            latency_ms=stages['latency'], deadline_ms=s.deadline_ms, missed=missed,
+            predicted_ms=predicted * 1e3 if predicted is not None else None, mode=fig.mode,
+            budget_bytes=fig.budget_bytes, weight_bytes=fig.weight_bytes,
+            resident_units=fig.resident_units, auto_tune=s.auto_tune))

@@ -13,6 +13,7 @@ from typing import Any
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
 from ..realtime.health import Level
+from ..realtime.runner import FrameReport
 
 STALE_AFTER_S = 3.0      # no frame for this long: the input is stale
 SILENT_INPUT_S = 5.0     # publishers exist but nothing arrived for this long: say why it may be
@@ -77,6 +78,28 @@ def array(stamp: Any, st: DiagnosticStatus) -> DiagnosticArray:
     """Wrap one status."""
     msg = DiagnosticArray()
     msg.header.stamp = stamp
+    msg.status = [st]
+    return msg
+
+
+def frame_stats(r: FrameReport, name: str, hardware_id: str) -> DiagnosticArray:
+    """One processed frame as ``~/frame_stats``: the header stamp is the frame's.
+
+    WARN when the frame missed its deadline. Keys: inference_ms, latency_ms, deadline_ms,
+    missed, predicted_ms (empty when unknown), mode, budget_bytes, weight_bytes,
+    resident_units, auto_tune.
+    """
+    values = {'inference_ms': r.inference_ms, 'latency_ms': r.latency_ms,
+              'deadline_ms': r.deadline_ms, 'missed': r.missed,
+              'predicted_ms': '' if r.predicted_ms is None else r.predicted_ms,
+              'mode': r.mode, 'budget_bytes': r.budget_bytes, 'weight_bytes': r.weight_bytes,
+              'resident_units': r.resident_units, 'auto_tune': r.auto_tune}
+    st = DiagnosticStatus(level=bytes([int(Level.WARN if r.missed else Level.OK)]), name=name,
+                          message='deadline missed' if r.missed else 'ok',
+                          hardware_id=hardware_id,
+                          values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])
+    msg = DiagnosticArray()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(r.stamp_ns, 1_000_000_000)
     msg.status = [st]
     return msg
 

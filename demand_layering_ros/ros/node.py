@@ -10,6 +10,7 @@ executor keeps answering services and publishing diagnostics meanwhile.
 
 from __future__ import annotations
 
+from functools import partial
 import resource
 import signal
 import time
@@ -39,7 +40,7 @@ from ..perception.detector import Detector
 from ..perception.models import spec
 from ..perception.prepare import Preparation
 from ..realtime.auto_tune import AutoTuner
-from ..realtime.runner import describe, FrameRunner
+from ..realtime.runner import describe, FrameReport, FrameRunner
 from ..realtime.settings import Settings
 
 MiB = 2 ** 20
@@ -68,7 +69,8 @@ class DemandLayeringNode(LifecycleNode):
         self.runner: FrameRunner[Message] = FrameRunner(
             convert=self._to_rgb, publish=self._publish, clock_ns=self._now_ns, reporter=self,
             settings=Settings() if self._start_error else settings_from(self._values),
-            debug=self._publish_debug, want_debug=self._debug_wanted)
+            debug=self._publish_debug, want_debug=self._debug_wanted,
+            on_frame=self._publish_frame_stats, want_frames=self._frame_stats_wanted)
         self.detector: Detector | None = None
         self.error: str | None = None
         self._preparation: Preparation | None = None
@@ -95,6 +97,10 @@ class DemandLayeringNode(LifecycleNode):
         self.label_pub = self.create_lifecycle_publisher(LabelInfo, 'label_info', QoSProfile(
             depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
         self.debug_pub = self.create_lifecycle_publisher(Image, '~/debug_image', 1)
+        # per processed frame: what the engine ran and how long it took (built only while
+        # someone subscribes); reliable, so a recorder gets every frame
+        self.frame_stats_pub = self.create_lifecycle_publisher(DiagnosticArray, '~/frame_stats',
+                                                               50)
         # diagnostics also while unconfigured or inactive: that is when they explain most
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -180,7 +186,8 @@ class DemandLayeringNode(LifecycleNode):
         self.detector = detector
         self._hardware_id = detector.hardware_id
         assert detector.profile is not None
-        self.runner.attach(detector, AutoTuner(detector.profile.pipeline))
+        assert detector.calibrator is not None  # made with the profile
+        self.runner.attach(detector, AutoTuner(detector.calibrator))
         s = detector.stats()
         self.get_logger().info(
             f'{detector.name}: {s["total_bytes"] / MiB:.1f} MiB of weights, {s["mode"]} within '
@@ -262,6 +269,13 @@ class DemandLayeringNode(LifecycleNode):
         self.debug_pub.publish(conversion.rgb_to_image(conversion.draw(rgb, detections),
                                                        msg.header))
 
+    def _frame_stats_wanted(self) -> bool:
+        return self.frame_stats_pub.get_subscription_count() > 0
+
+    def _publish_frame_stats(self, report: FrameReport) -> None:
+        self.frame_stats_pub.publish(diagnostics.frame_stats(
+            report, f'{self.get_fully_qualified_name()}: frame', self._hardware_id))
+
     # -- what the runner says -----------------------------------------------------------------
     def warn(self, kind: str, text: str) -> None:
         """A throttled warning; each kind has its own logger so one cannot hide another."""
@@ -302,10 +316,13 @@ class DemandLayeringNode(LifecycleNode):
             return
         values, changed = pending
         self._values = values
-        self.runner.update(settings_from(values))
-        if self.detector is not None and not values['auto_tune'] and \
-                changed & {*ENGINE, 'auto_tune'}:
-            applied = self.detector.reconfigure(engine_from(values))
+        det = self.detector
+        reconfigure = None
+        if det is not None and not values['auto_tune'] and changed & {*ENGINE, 'auto_tune'}:
+            reconfigure = partial(det.reconfigure, engine_from(values))
+        # one step: a plan auto_tune made just before it went off cannot replace this request
+        applied = self.runner.update(settings_from(values), reconfigure)
+        if applied is not None:
             self.get_logger().info(f'executor: {applied.mode} within '
                                    f'{applied.budget_bytes / MiB:.1f} MiB from the next frame')
 

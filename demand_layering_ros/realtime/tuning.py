@@ -1,0 +1,222 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""Auto-tune orchestration: plans made off the inference thread, applied between two frames.
+
+Planning a deadline takes from milliseconds to a few seconds on large models (a bisection of
+budgets, each a greedy search over resident sets). Done on the inference thread it would stall
+frames for that long - exactly when a new deadline asks for speed. Here a thread of its own
+plans while the engine keeps the plan in force; the inference thread applies the new plan
+before its next frame. The tuner (``auto_tune.AutoTuner``) judges only frames that ran under the
+plan it thinks is in force, so a frame of the old plan is never held against the new one.
+
+The deadline is on the node clock, inference is timed on the wall clock: when the node clock
+runs at another rate (a bag replayed slower with use_sim_time) the target is converted with the
+rate measured over recent frames. Time outside inference (transport, waiting in the slot,
+conversion, publishing) comes off the deadline at its 90th percentile, the quantile the tuner
+aims inference at.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+import threading
+import time
+from typing import Any, Callable, Protocol, TYPE_CHECKING
+
+import numpy as np
+
+from .auto_tune import TOLERANCE
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from ..engine.planner import Plan
+    from .auto_tune import AutoTuner
+
+MiB = 2 ** 20
+WINDOW = 30          # frames whose outside time and clock rate the target is computed from
+OUTSIDE_Q = 0.9      # the tuner aims inference's 90th percentile: keep the rest at the same one
+NO_FRAMES_SHARE = 0.1  # before any frame: this share of the deadline is kept for the rest
+
+
+class Engine(Protocol):
+    """What applying a plan needs of the detector."""
+
+    def apply_plan(self, plan: 'Plan') -> Any: ...
+
+
+@dataclass(frozen=True)
+class PlanEvent:
+    """One plan made (for the log and for tests)."""
+
+    plan: 'Plan'
+    target_s: float        # inference time (wall clock) the plan aims at
+    predicted_s: float     # the tuner's p50 for it
+    met: bool
+    planning_s: float      # how long planning took (off the inference thread)
+
+
+class TuningLoop:
+    """Re-plans on request on its own thread; hands plans to the inference thread."""
+
+    def __init__(self, info: Callable[[str], None]) -> None:
+        self._info = info
+        self.tuner: AutoTuner | None = None
+        self.in_force: Plan | None = None        # the tuner's plan the engine runs now
+        self.events: deque[PlanEvent] = deque(maxlen=100)
+        self._wanted = threading.Event()           # a re-plan is due
+        self._tuner_lock = threading.Lock()        # the tuner's state: planning vs judging
+        self._pending_lock = threading.Lock()
+        self._pending: Plan | None = None          # planned, not yet applied
+        self._outside_ms: deque[float] = deque(maxlen=WINDOW)
+        self._clock: deque[tuple[float, float]] = deque(maxlen=WINDOW)  # (node s, wall s)
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def attach(self, tuner: 'AutoTuner | None') -> None:
+        """Tune with ``tuner`` (None: no auto-tune)."""
+        with self._pending_lock:
+            self.tuner, self._pending, self.in_force = tuner, None, None
+
+    def start(self, settings: Callable[[], Settings]) -> None:
+        """Plan on a thread of its own from now on (``settings``: the snapshot in force)."""
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, args=(settings,), name='dl-plan',
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the planning thread (a plan under way finishes first)."""
+        self._stopping.set()
+        self._wanted.set()  # wake it
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+        self._thread = None
+        self._wanted.clear()
+
+    @property
+    def threaded(self) -> bool:
+        """True while plans are made on the planning thread."""
+        return self._thread is not None
+
+    # -- requests -----------------------------------------------------------------------------
+    def request(self) -> None:
+        """Ask for a re-plan (a new deadline or cap, auto_tune turned on, drift)."""
+        self._wanted.set()
+
+    def forget(self) -> None:
+        """auto_tune went off: no plan is pending or in force any more."""
+        with self._pending_lock:
+            self._pending, self.in_force = None, None
+        self._wanted.clear()
+
+    @property
+    def wanted(self) -> bool:
+        """A re-plan is due (requested, not yet started)."""
+        return self._wanted.is_set()
+
+    # -- the inference thread -----------------------------------------------------------------
+    def before_frame(self, s: Settings, engine: Engine, apply: Callable[[Callable[[], Any]], bool]
+                     ) -> 'Plan | None':
+        """Apply a finished plan; return the tuner's plan this frame runs under (or None).
+
+        ``apply(fn)`` runs ``fn`` only if auto_tune is still on, serialised with the node's own
+        reconfiguration, and says whether it ran. Without the planning thread (a runner driven
+        frame by frame, as in tests) a due plan is made here.
+        """
+        if not s.auto_tune or self.tuner is None:
+            return None
+        if self._thread is None and self._wanted.is_set():
+            self.plan_now(s)
+        with self._pending_lock:
+            plan, self._pending = self._pending, None
+        if plan is not None:
+            current = self.in_force
+            same = current is not None and _config(current) == _config(plan)
+            # an identical configuration is not applied again: that would read its resident
+            # units in again for nothing
+            if same or apply(lambda: engine.apply_plan(plan)):
+                self.in_force = plan
+        return self.in_force
+
+    def after_frame(self, ran: 'Plan | None', inference_s: float, latency_ms: float,
+                    node_s: float, wall_s: float) -> None:
+        """A processed frame: its times, and the tuner's judgement of the plan it ran under.
+
+        ``node_s`` and ``wall_s``: how long the frame took on the node clock and on the wall
+        clock (their ratio over recent frames is the node clock's rate).
+        """
+        if wall_s > 0 and node_s > 0:  # a bag that loops sets the clock back: not a rate
+            self._clock.append((node_s, wall_s))
+        self._outside_ms.append(max(0.0, latency_ms - inference_s * 1e3 * self.clock_rate()))
+        tuner = self.tuner
+        if ran is None or tuner is None:
+            return
+        # while a plan is being made the plan in force is on its way out: not judged
+        if not self._tuner_lock.acquire(blocking=False):
+            return
+        try:
+            if ran is tuner.state.plan and tuner.observe(inference_s):
+                self._wanted.set()
+        finally:
+            self._tuner_lock.release()
+
+    # -- planning -----------------------------------------------------------------------------
+    def clock_rate(self) -> float:
+        """Node-clock seconds per wall second over recent frames (1 without frames)."""
+        if not self._clock:
+            return 1.0
+        node, wall = np.sum(np.array(self._clock), axis=0)
+        return float(np.clip(node / wall, 0.01, 100.0))
+
+    def target_s(self, s: Settings) -> float:
+        """The inference time (wall clock) the tuner aims at for ``s.deadline_ms``.
+
+        The deadline less the time outside inference, on the wall clock, less the tuner's
+        tolerance: the tuner re-plans only once a plan is slower than its target by more than
+        that, so the edge of its band is the deadline itself, not 2% past it.
+        """
+        deadline_ms = s.deadline_ms
+        outside = (float(np.quantile(list(self._outside_ms), OUTSIDE_Q)) if self._outside_ms
+                   else NO_FRAMES_SHARE * deadline_ms)
+        wall_s = (deadline_ms - outside) / 1e3 / self.clock_rate()
+        return max(1e-3, wall_s / (1 + TOLERANCE))
+
+    def plan_now(self, s: Settings) -> PlanEvent | None:
+        """Make a plan for ``s`` (planning thread, or the caller's) and leave it pending."""
+        self._wanted.clear()
+        tuner = self.tuner
+        if tuner is None or not s.auto_tune:
+            return None
+        target = self.target_s(s)
+        with self._tuner_lock:
+            t0 = time.perf_counter()
+            plan = tuner.plan(target, s.budget_cap_bytes)
+            took = time.perf_counter() - t0
+            met = tuner.state.met
+        with self._pending_lock:
+            if self.tuner is not tuner:
+                return None  # detached meanwhile
+            self._pending = plan
+        event = PlanEvent(plan, target, tuner.predicted_s() or plan.predicted_s, met, took)
+        self.events.append(event)
+        self._info(
+            f'auto_tune: {plan.mode} within {plan.budget_bytes / MiB:.1f} MiB, '
+            f'{len(plan.resident)} resident units, predicted {event.predicted_s * 1e3:.0f} ms '
+            f'for a target of {target * 1e3:.0f} ms (planned in {took * 1e3:.0f} ms)'
+            + ('' if met else ' (target not reachable within the budget: fastest allowed)'))
+        return event
+
+    def _loop(self, settings: Callable[[], Settings]) -> None:
+        while not self._stopping.is_set():
+            if not self._wanted.wait(0.5) or self._stopping.is_set():
+                continue
+            try:
+                self.plan_now(settings())
+            except Exception as err:  # noqa: BLE001 - a failed plan keeps the one in force
+                self._info(f'auto_tune: planning failed ({type(err).__name__}: {err}); the '
+                           'configuration in force is kept')
+
+
+def _config(plan: 'Plan') -> tuple[Any, ...]:
+    return (plan.mode, plan.budget_bytes, plan.resident, plan.prefetch_depth)
