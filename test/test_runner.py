@@ -7,6 +7,7 @@ import threading
 import time
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from demand_layering_ros.realtime import (DeadlinePolicy, DeadlineReference, Fra
                                           Health, Level, Settings)
 from demand_layering_ros.realtime.auto_tune import AutoTuner, TOLERANCE
 from demand_layering_ros.realtime.runner import describe, FrameReport
-from demand_layering_ros.realtime.tuning import TuningLoop
+from demand_layering_ros.realtime.tuning import key, TuningLoop
 
 S = 1_000_000_000
 RGB = np.zeros((4, 4, 3), np.uint8)
@@ -272,8 +273,11 @@ class Machine:
         self.applied: list[Config] = []
 
     def apply_plan(self, plan):
-        self.pending = Config(Mode(plan.mode), plan.budget_bytes, plan.resident,
-                              plan.prefetch_depth)
+        self.reconfigure(Config(Mode(plan.mode), plan.budget_bytes, plan.resident))
+
+    def reconfigure(self, config: Config) -> Config:
+        self.pending = config   # applied before the next inference, as the executor does
+        return config
 
     def remaining_s(self) -> float:
         return 0.0
@@ -283,7 +287,7 @@ class Machine:
     def figures(self) -> EngineFigures:
         c = self.config
         res = effective_resident(MODEL.layout, c, MODEL.io)
-        return EngineFigures(str(c.mode), c.budget_bytes, c.budget_bytes, len(res))
+        return EngineFigures(str(c.mode), c.budget_bytes, c.budget_bytes, len(res), c.resident)
 
     def detect(self, rgb, **kw):
         extra = 0.0
@@ -379,17 +383,20 @@ def test_auto_tune_follows_a_slower_machine_within_10_frames_and_holds():
     assert reports[-1].budget_bytes > before   # it bought the speed with memory
 
 
-def test_a_plan_made_as_auto_tune_goes_off_is_not_applied():
+def test_a_plan_finished_after_auto_tune_went_off_is_not_applied():
     runner, machine, clock, reports, _log = tuned(80.0)
     s = runner.settings
-    runner.tuning.plan_now(s)   # a plan ready for the next frame ...
-    runner.update(s.with_(auto_tune=False))   # ... and auto_tune goes off before it
+    manual = Config(Mode.SEQUENTIAL, MODEL.min_budget('sequential'), frozenset())
+    # the parameters' configuration is requested with the switch, in one step
+    assert runner.update(s.with_(auto_tune=False), partial(machine.reconfigure, manual)) == manual
+    runner.tuning.plan_now(s)   # a plan that was under way finishes now: not applied
     drive(runner, clock, 2)
-    assert machine.applied == [] and runner.tuning.in_force is None
-    assert reports[-1].auto_tune is False
+    assert machine.applied == [manual] and runner.tuning.in_force is None
+    assert reports[-1].auto_tune is False and reports[-1].mode == 'sequential'
     runner.update(s)   # on again: planned before the next frame
     drive(runner, clock, 1)
-    assert len(machine.applied) == 1 and reports[-1].auto_tune
+    assert len(machine.applied) == 2 and reports[-1].auto_tune
+    assert reports[-1].mode == 'pipelined'
 
 
 def test_frame_reports_carry_the_configuration_and_the_calibrated_prediction():
@@ -459,12 +466,35 @@ class BlockingTuner(AutoTuner):
         return super().observe(measured_s)
 
 
-def test_planning_runs_off_the_inference_thread_and_applies_between_two_frames():
-    applied: list[tuple[int, str]] = []   # (frames processed when applied, thread)
+class ConfigDetector(FakeDetector):
+    """Runs whatever configuration it was last given from its next frame, as the executor."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = ('pipelined', 2 ** 20, frozenset())
+        self.pending = None
+        self.given: list[tuple[str, int]] = []   # (thread, frames started before)
+        self.started = 0
+
+    def apply_plan(self, plan):
+        self.given.append((threading.current_thread().name, self.started))
+        self.pending = key(plan)
+
+    def detect(self, rgb, **kw):
+        self.started += 1
+        if self.pending is not None:
+            self.running, self.pending = self.pending, None
+        time.sleep(0.01)
+        return []
+
+    def figures(self):
+        mode, budget, resident = self.running
+        return EngineFigures(mode, budget, 0, len(resident), resident)
+
+
+def test_planning_runs_off_the_inference_thread_and_never_stalls_frames():
     reports: list[FrameReport] = []
-    det = FakeDetector()
-    det.on_detect = lambda _kw: time.sleep(0.01)
-    det.apply_plan = lambda plan: applied.append((len(reports), threading.current_thread().name))
+    det = ConfigDetector()
     runner = FrameRunner(convert=lambda m, s: RGB, publish=lambda m, d: None,
                          clock_ns=time.monotonic_ns, reporter=Log(), on_frame=reports.append)
     tuner = BlockingTuner(MODEL)
@@ -481,13 +511,16 @@ def test_planning_runs_off_the_inference_thread_and_applies_between_two_frames()
         runner.update(Settings(auto_tune=True, deadline_ms=1000.0))
         assert tuner.planning.wait(5)
         frames_while(lambda: False, 10)   # frames flow while the plan is being made
-        assert applied == [] and tuner.judged == 0
+        assert det.given == [] and tuner.judged == 0
         assert max(r.inference_ms for r in reports) < 500   # none waited for the planner
         tuner.go.set()
-        frames_while(lambda: not applied, 3)
-        assert applied and applied[0][1] == 'dl-infer'   # applied by the inference thread
-        first = applied[0][0]
-        assert tuner.judged == len(reports) - first   # frames of the plan only
+        frames_while(lambda: not det.given, 3)
+        assert det.given[0][0] == 'dl-plan'   # handed over by the planning thread
+        # ... and run from the next frame on: every frame since then was the plan's
+        time.sleep(0.2)   # the last frame offered is done
+        first = det.given[0][1]
+        assert tuner.judged == det.started - first
+        assert reports[-1].budget_bytes == tuner.state.plan.budget_bytes
         # a new deadline: frames of the old plan go on, and are not judged, while planning
         tuner.go.clear()
         # frames take 10 ms where the model says 128: 5 ms asks for more memory
@@ -495,11 +528,12 @@ def test_planning_runs_off_the_inference_thread_and_applies_between_two_frames()
         assert tuner.planning.wait(5)
         judged = tuner.judged
         frames_while(lambda: False, 10)
-        assert tuner.judged == judged and len(applied) == 1
+        assert tuner.judged == judged and len(det.given) == 1
         tuner.go.set()
-        frames_while(lambda: len(applied) < 2, 2)
-        assert len(applied) == 2 and tuner.state.plan is runner.tuning.in_force
+        frames_while(lambda: len(det.given) < 2, 3)
+        assert len(det.given) == 2 and tuner.state.plan is runner.tuning.in_force
         assert tuner.state.plan.budget_bytes > MODEL.min_budget('sequential')
+        assert reports[-1].budget_bytes == tuner.state.plan.budget_bytes
     finally:
         tuner.go.set()
         runner.stop()
@@ -507,25 +541,19 @@ def test_planning_runs_off_the_inference_thread_and_applies_between_two_frames()
 
 
 def test_a_frame_of_the_old_plan_is_not_judged_against_the_new_one():
-    loop = TuningLoop(lambda _text: None)
+    plans = []
+    loop = TuningLoop(lambda _text: None, lambda plan: plans.append(plan) is None)
     tuner = BlockingTuner(MODEL)
     tuner.go.set()
     loop.attach(tuner)
-    engine = FakeDetector()
-
-    def apply(fn):
-        fn()
-        return True
     s = Settings(auto_tune=True, deadline_ms=200.0)
-    loop.plan_now(s)
-    first = loop.before_frame(s, engine, apply)
-    assert first is tuner.state.plan and engine.plan is first
-    loop.after_frame(first, 0.1, 105.0, 0.105, 0.105)
+    first = loop.plan_now(s).plan
+    assert plans == [first] and loop.in_force is first is tuner.state.plan
+    loop.after_frame(s, key(first), 0.1, 105.0, 0.105, 0.105)
     assert tuner.judged == 1
-    loop.plan_now(s.with_(deadline_ms=60.0))   # made while a frame of the first plan runs
-    loop.after_frame(first, 0.1, 105.0, 0.105, 0.105)   # that frame ends: not the tuner's plan
+    second = loop.plan_now(s.with_(deadline_ms=60.0)).plan   # made while a frame runs ...
+    assert key(second) != key(first) and plans == [first, second]
+    loop.after_frame(s, key(first), 0.1, 105.0, 0.105, 0.105)   # ... that ran the first plan
     assert tuner.judged == 1
-    second = loop.before_frame(s, engine, apply)
-    assert second is tuner.state.plan is not first and engine.plan is second
-    loop.after_frame(second, 0.05, 55.0, 0.055, 0.055)
+    loop.after_frame(s, key(second), 0.05, 55.0, 0.055, 0.055)
     assert tuner.judged == 2

@@ -145,7 +145,8 @@ class EngineFigures:
     mode: str
     budget_bytes: int
     weight_bytes: int
-    resident_units: int
+    resident_units: int           # units resident (all of them in preload)
+    resident: frozenset[int] = frozenset()   # the units the configuration names resident
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ class Detector:
         self.calibrator: Calibrator | None = None
         self._executor.observe(self._observe)
         self._ran: Config | None = None      # the configuration of the last inference
+        self._records = 0
         self._prediction: tuple[Config, int, float | None] | None = None
         self.reconfigure(engine)
 
@@ -187,10 +189,12 @@ class Detector:
                ) -> list[Detection]:
         """Detect objects in an HxWx3 uint8 RGB image; boxes in that image's pixels."""
         tensor, scale = to_input(rgb, self.input_hw)
-        # the pending configuration is applied as infer() starts: this is the one the frame uses
-        config = self._executor.config
+        # the pending configuration is applied as infer() starts: this is the one the frame
+        # uses, unless a reconfiguration lands in between - the record says it exactly
+        config, records = self._executor.config, self._records
         out = self._executor.infer([tensor.to(self.device)], abort=abort)[0]
-        self._ran = config
+        if self._records == records:  # not recorded (CUDA records one frame in 10)
+            self._ran = config
         return to_detections(out, self.categories, score_threshold=score_threshold,
                              max_detections=max_detections, class_filter=class_filter,
                              scale=scale)
@@ -240,6 +244,8 @@ class Detector:
 
     def _observe(self, record: Record) -> None:
         """Every measured inference (executor's thread) is folded into the calibrated model."""
+        self._ran = record.config
+        self._records += 1
         calibrator = self.calibrator
         if calibrator is not None:  # None while the profile itself is being measured
             calibrator.observe(record)
@@ -268,7 +274,7 @@ class Detector:
         """The configuration the last inference ran with and the weight bytes held now."""
         cfg = self._ran or self._executor.config
         return EngineFigures(str(cfg.mode), cfg.budget_bytes, self._executor.weight_bytes(),
-                             len(self._executor.effective_resident(cfg)))
+                             len(self._executor.effective_resident(cfg)), cfg.resident)
 
     @property
     def hardware_id(self) -> str:

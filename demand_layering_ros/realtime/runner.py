@@ -127,7 +127,7 @@ class FrameRunner(Generic[M]):
         self.slot: FrameSlot[Frame[M]] = FrameSlot()
         self._debug_slot: FrameSlot[tuple[M, np.ndarray, list[Detection]]] = FrameSlot()
         self.detector: DetectorPort | None = None
-        self.tuning = TuningLoop(reporter.info)
+        self.tuning = TuningLoop(reporter.info, self._apply_plan)
         self.last_stamp: StampCheck | None = None
         # the node's reconfiguration and a plan's application never interleave (a plan made
         # just before auto_tune went off must not replace the parameters' configuration)
@@ -259,7 +259,7 @@ class FrameRunner(Generic[M]):
         det = self.detector
         if det is None:
             return 'stopped'
-        plan = self.tuning.before_frame(s, det, self._apply_if_tuning)
+        self.tuning.before_frame(s)
         stamp = self._check_stamp(frame, s)
         by_arrival = s.deadline_reference == DeadlineReference.ARRIVAL
         reference = frame.arrival_ns if by_arrival else frame.stamp_ns
@@ -302,10 +302,12 @@ class FrameRunner(Generic[M]):
             stages['transport'] = stamp.offset_ns / 1e6
         self.stats.processed(now, stages)
         self.health.note('processed')
-        self.tuning.after_frame(plan, inferred - converted, stages['latency'],
+        fig = det.figures()
+        self.tuning.after_frame(s, (fig.mode, fig.budget_bytes, fig.resident),
+                                inferred - converted, stages['latency'],
                                 (now - taken_ns) / 1e9, published - taken)
         if self._on_frame is not None and (self._want_frames is None or self._want_frames()):
-            self._report(frame, s, det, stages, missed)
+            self._report(frame, s, fig, stages, missed)
         if s.debug_image and self._want_debug is not None and self._want_debug():
             self._debug_slot.put((frame.message, rgb, detections))
         return 'processed'
@@ -332,18 +334,18 @@ class FrameRunner(Generic[M]):
         ratio = self.tuner.state.ratio if self.tuner is not None else 1.0
         return int(self.detector.remaining_s() * ratio * 1e9)
 
-    def _apply_if_tuning(self, apply: Callable[[], Any]) -> bool:
-        """Run ``apply`` (a plan's application) unless auto_tune went off meanwhile."""
+    def _apply_plan(self, plan: 'Plan') -> bool:
+        """Hand a plan to the engine (from its next inference) unless auto_tune went off."""
         with self._engine_lock:
-            if not self._settings.auto_tune:
+            det = self.detector
+            if det is None or not self._settings.auto_tune:
                 return False
-            apply()
+            det.apply_plan(plan)
             return True
 
-    def _report(self, frame: Frame[M], s: Settings, det: DetectorPort,
+    def _report(self, frame: Frame[M], s: Settings, fig: 'EngineFigures',
                 stages: dict[str, float], missed: bool) -> None:
         assert self._on_frame is not None
-        fig = det.figures()
         predicted = self.predicted_s
         self._on_frame(FrameReport(
             stamp_ns=frame.stamp_ns, inference_ms=stages['inference'],

@@ -4,9 +4,10 @@
 Planning a deadline takes from milliseconds to a few seconds on large models (a bisection of
 budgets, each a greedy search over resident sets). Done on the inference thread it would stall
 frames for that long - exactly when a new deadline asks for speed. Here a thread of its own
-plans while the engine keeps the plan in force; the inference thread applies the new plan
-before its next frame. The tuner (``auto_tune.AutoTuner``) judges only frames that ran under the
-plan it thinks is in force, so a frame of the old plan is never held against the new one.
+plans while the engine keeps the configuration in force; the finished plan is handed to the
+engine, which applies it before its next inference (never during one). The tuner
+(``auto_tune.AutoTuner``) judges only frames that ran with its plan's configuration, so a
+frame of the old plan is never held against the new one.
 
 The deadline is on the node clock, inference is timed on the wall clock: when the node clock
 runs at another rate (a bag replayed slower with use_sim_time) the target is converted with the
@@ -21,7 +22,7 @@ from collections import deque
 from dataclasses import dataclass
 import threading
 import time
-from typing import Any, Callable, Protocol, TYPE_CHECKING
+from typing import Callable, TYPE_CHECKING
 
 import numpy as np
 
@@ -38,10 +39,7 @@ OUTSIDE_Q = 0.9      # the tuner aims inference's 90th percentile: keep the rest
 NO_FRAMES_SHARE = 0.1  # before any frame: this share of the deadline is kept for the rest
 
 
-class Engine(Protocol):
-    """What applying a plan needs of the detector."""
-
-    def apply_plan(self, plan: 'Plan') -> Any: ...
+ConfigKey = tuple[str, int, frozenset[int]]   # mode, budget bytes, resident units
 
 
 @dataclass(frozen=True)
@@ -56,17 +54,21 @@ class PlanEvent:
 
 
 class TuningLoop:
-    """Re-plans on request on its own thread; hands plans to the inference thread."""
+    """Re-plans on request on its own thread and hands each plan to the engine.
 
-    def __init__(self, info: Callable[[str], None]) -> None:
+    ``apply(plan)`` gives a plan to the engine (applied before its next inference) unless
+    auto_tune went off meanwhile, and says whether it did.
+    """
+
+    def __init__(self, info: Callable[[str], None], apply: Callable[['Plan'], bool]) -> None:
         self._info = info
+        self._apply = apply
         self.tuner: AutoTuner | None = None
-        self.in_force: Plan | None = None        # the tuner's plan the engine runs now
+        self.in_force: Plan | None = None        # the tuner's plan the engine runs (next)
         self.events: deque[PlanEvent] = deque(maxlen=100)
         self._wanted = threading.Event()           # a re-plan is due
         self._tuner_lock = threading.Lock()        # the tuner's state: planning vs judging
-        self._pending_lock = threading.Lock()
-        self._pending: Plan | None = None          # planned, not yet applied
+        self._plan_lock = threading.Lock()         # tuner and in_force change together
         self._outside_ms: deque[float] = deque(maxlen=WINDOW)
         self._clock: deque[tuple[float, float]] = deque(maxlen=WINDOW)  # (node s, wall s)
         self._thread: threading.Thread | None = None
@@ -75,8 +77,8 @@ class TuningLoop:
     # -- lifecycle ----------------------------------------------------------------------------
     def attach(self, tuner: 'AutoTuner | None') -> None:
         """Tune with ``tuner`` (None: no auto-tune)."""
-        with self._pending_lock:
-            self.tuner, self._pending, self.in_force = tuner, None, None
+        with self._plan_lock:
+            self.tuner, self.in_force = tuner, None
 
     def start(self, settings: Callable[[], Settings]) -> None:
         """Plan on a thread of its own from now on (``settings``: the snapshot in force)."""
@@ -105,9 +107,9 @@ class TuningLoop:
         self._wanted.set()
 
     def forget(self) -> None:
-        """auto_tune went off: no plan is pending or in force any more."""
-        with self._pending_lock:
-            self._pending, self.in_force = None, None
+        """auto_tune went off: no plan of the tuner's is in force any more."""
+        with self._plan_lock:
+            self.in_force = None
         self._wanted.clear()
 
     @property
@@ -116,47 +118,33 @@ class TuningLoop:
         return self._wanted.is_set()
 
     # -- the inference thread -----------------------------------------------------------------
-    def before_frame(self, s: Settings, engine: Engine, apply: Callable[[Callable[[], Any]], bool]
-                     ) -> 'Plan | None':
-        """Apply a finished plan; return the tuner's plan this frame runs under (or None).
-
-        ``apply(fn)`` runs ``fn`` only if auto_tune is still on, serialised with the node's own
-        reconfiguration, and says whether it ran. Without the planning thread (a runner driven
-        frame by frame, as in tests) a due plan is made here.
-        """
-        if not s.auto_tune or self.tuner is None:
-            return None
-        if self._thread is None and self._wanted.is_set():
+    def before_frame(self, s: Settings) -> None:
+        """Without the planning thread (a runner driven frame by frame), plan here if due."""
+        if self._thread is None and s.auto_tune and self._wanted.is_set():
             self.plan_now(s)
-        with self._pending_lock:
-            plan, self._pending = self._pending, None
-        if plan is not None:
-            current = self.in_force
-            same = current is not None and _config(current) == _config(plan)
-            # an identical configuration is not applied again: that would read its resident
-            # units in again for nothing
-            if same or apply(lambda: engine.apply_plan(plan)):
-                self.in_force = plan
-        return self.in_force
 
-    def after_frame(self, ran: 'Plan | None', inference_s: float, latency_ms: float,
-                    node_s: float, wall_s: float) -> None:
-        """A processed frame: its times, and the tuner's judgement of the plan it ran under.
+    def after_frame(self, s: Settings, ran: ConfigKey | None, inference_s: float,
+                    latency_ms: float, node_s: float, wall_s: float) -> None:
+        """A processed frame: its times, and the tuner's judgement if it ran the tuner's plan.
 
-        ``node_s`` and ``wall_s``: how long the frame took on the node clock and on the wall
-        clock (their ratio over recent frames is the node clock's rate).
+        ``ran``: the configuration the frame ran with. ``node_s`` and ``wall_s``: how long the
+        frame took on the node clock and on the wall clock (their ratio over recent frames is
+        the node clock's rate).
         """
         if wall_s > 0 and node_s > 0:  # a bag that loops sets the clock back: not a rate
             self._clock.append((node_s, wall_s))
         self._outside_ms.append(max(0.0, latency_ms - inference_s * 1e3 * self.clock_rate()))
         tuner = self.tuner
-        if ran is None or tuner is None:
+        if not s.auto_tune or tuner is None or ran is None:
             return
         # while a plan is being made the plan in force is on its way out: not judged
         if not self._tuner_lock.acquire(blocking=False):
             return
         try:
-            if ran is tuner.state.plan and tuner.observe(inference_s):
+            plan = tuner.state.plan
+            # the frame that first runs a new plan also reads its resident units in: the
+            # tuner leaves that one out itself
+            if plan is not None and key(plan) == ran and tuner.observe(inference_s):
                 self._wanted.set()
         finally:
             self._tuner_lock.release()
@@ -194,10 +182,16 @@ class TuningLoop:
             plan = tuner.plan(target, s.budget_cap_bytes)
             took = time.perf_counter() - t0
             met = tuner.state.met
-        with self._pending_lock:
+        with self._plan_lock:
             if self.tuner is not tuner:
                 return None  # detached meanwhile
-            self._pending = plan
+            current = self.in_force
+            # the same configuration again is not applied: that would read its resident units
+            # in again for nothing
+            if (current is not None and key(current) == key(plan)) or self._apply(plan):
+                self.in_force = plan
+            else:
+                return None  # auto_tune went off meanwhile
         event = PlanEvent(plan, target, tuner.predicted_s() or plan.predicted_s, met, took)
         self.events.append(event)
         self._info(
@@ -218,5 +212,6 @@ class TuningLoop:
                            'configuration in force is kept')
 
 
-def _config(plan: 'Plan') -> tuple[Any, ...]:
-    return (plan.mode, plan.budget_bytes, plan.resident, plan.prefetch_depth)
+def key(plan: 'Plan') -> ConfigKey:
+    """What identifies a plan's configuration in the engine."""
+    return (str(plan.mode), int(plan.budget_bytes), frozenset(plan.resident))
