@@ -76,7 +76,9 @@ class Calibrator:
     def _learn(self, rec: Record, visits: list[Any], pred: Prediction) -> None:
         a = self.alpha
         self._prologue += a * (visits[0].entered - self._prologue)
-        measured = np.array([v.done - v.ready for v in visits])
+        # a visit that waited for its unit also woke the compute threads (see simulate)
+        woke = np.array(pred.stall_s) > 0
+        measured = np.array([v.done - v.ready for v in visits]) - self._base.wake_s * woke
         alone = np.array(pred.overlap_s) <= 0.0
         self._compute[alone] += a * (measured[alone] - self._compute[alone])
         mode = rec.config.mode

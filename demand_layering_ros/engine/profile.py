@@ -29,11 +29,12 @@ from .arena import HostArena
 from .policy import IOSettings, Layout
 from .simulate import Pipeline
 
-VERSION = 4
+VERSION = 5
 PROBE_SIZES = (1 << 20, 2 << 20, 4 << 20, 8 << 20)
 PROBE_DEPTHS = (1, 2, 4)
 PROBE_BYTES = 48 << 20      # read per probe setting (less for small stores)
 GOOD_ENOUGH = 0.95          # the smallest request size and depth within 5% of the best
+WAITED_S = 1e-4             # a visit whose unit came this much after it was entered waited
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class Profile:
                 'compute_s': list(p.compute_s), 'prologue_s': p.prologue_s,
                 'stream_bps': p.stream_bps, 'handoff_s': p.handoff_s,
                 'compute_contention': p.compute_contention, 'io': asdict(p.io),
+                'wake_s': p.wake_s,
                 'disk': [list(d) for d in self.disk]}
 
     @classmethod
@@ -104,7 +106,8 @@ class Profile:
         pipe = Pipeline(lay, tuple(float(s) for s in d['read_s']),
                         tuple(float(s) for s in d['compute_s']), float(d['prologue_s']),
                         float(d['stream_bps']), float(d['handoff_s']),
-                        float(d['compute_contention']), IOSettings(**d['io']))
+                        float(d['compute_contention']), IOSettings(**d['io']),
+                        float(d['wake_s']))
         if not (len(lay.visits) == len(lay.holds) == len(pipe.compute_s)
                 and len(lay.nbytes) == len(pipe.read_s) == len(lay.offsets)
                 and all(0 <= v < len(lay.nbytes) for v in lay.visits)):
@@ -201,6 +204,30 @@ def _probe(reader: Any, buf: HostArena, size: int, depth: int, total: int) -> fl
     return total / (time.perf_counter() - t0)
 
 
+def wake_penalty(samples: int = 40) -> float:
+    """Seconds a compute thread loses when it starts after waiting (its pool went to sleep).
+
+    A small convolution timed straight after another and after a 2 ms wait (what a visit that
+    waits for its read sees); the difference, never below 0.
+    """
+    x = torch.randn(1, 64, 28, 28)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1)
+    pause = threading.Event()
+    hot, woken = [], []
+    with torch.no_grad():
+        for _ in range(5):
+            conv(x)
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            conv(x)
+            hot.append(time.perf_counter() - t0)
+            pause.wait(0.002)
+            t0 = time.perf_counter()
+            conv(x)
+            woken.append(time.perf_counter() - t0)
+    return max(0.0, statistics.median(woken) - statistics.median(hot))
+
+
 def choose_io(disk: Sequence[tuple[int, int, float]], default: IOSettings) -> IOSettings:
     """The smallest request size, then depth, within 5% of the disk's best."""
     if not disk:
@@ -243,6 +270,7 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
     finally:
         dl.reconfigure(mode=old.mode, budget_bytes=old.budget_bytes, resident=old.resident,
                        prefetch_depth=old.prefetch_depth)
+    wake = wake_penalty() if dl.device.type == 'cpu' else 0.0
     visits = [v.unit for v in traces[0]]
     traces = [t for t in traces if [v.unit for v in t] == visits]
     units = dl.store.units
@@ -251,8 +279,8 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
     prologue = []
     for trace in traces:
         prologue.append(trace[0].entered if trace else 0.0)
-        for k, v in enumerate(trace):
-            compute[k].append(v.done - v.ready)
+        for k, v in enumerate(trace):   # each sequential visit waited for its read: + wake
+            compute[k].append(max(0.0, v.done - v.ready - wake))
             if v.read_s > 0:
                 reads[v.unit].append(v.read_s)
     sec_per_byte = (sum(sum(r) for r in reads)
@@ -267,14 +295,15 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
     for tr in overlapped:
         if [v.unit for v in tr] != visits:
             continue
-        pipelined = sum(v.done - v.ready for v in tr)
+        waited = sum(1 for v in tr if v.ready - v.entered > WAITED_S)
+        pipelined = sum(v.done - v.ready for v in tr) - wake * waited
         overlap = min(sum(compute_s), busy / max(1, len(overlapped)))
         if overlap > 0:
             slowdown.append(1.0 + (pipelined - sum(compute_s)) / overlap)
     pipe = Pipeline(dl.layout, read_s, compute_s, statistics.median(prologue),
                     streamed / busy if busy > 0 else 0.0,
                     max(0.0, statistics.median(handoff)) if handoff else 0.0,
-                    max(1.0, statistics.median(slowdown)) if slowdown else 1.0, dl.io)
+                    max(1.0, statistics.median(slowdown)) if slowdown else 1.0, dl.io, wake)
     return Profile(key_for(dl, inputs), pipe, tuple(u.name for u in units), len(traces),
                    dl.stats()['direct_io'], tuple(disk))
 

@@ -32,6 +32,9 @@ class Pipeline:
     # compute overlapping reads takes this many times longer (the cores are shared)
     compute_contention: float = 1.0
     io: IOSettings = field(default_factory=IOSettings)
+    # a visit whose compute thread had to wait for its unit starts this much slower (the
+    # compute threads went to sleep meanwhile and must wake up: CPU only)
+    wake_s: float = 0.0
 
     @property
     def nbytes(self) -> tuple[int, ...]:
@@ -139,8 +142,9 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
                 raise ValueError(f'visit {k}: its load is never read (plan deadlock)')
             start = max(t, r + p.handoff_s)
         stalls.append(start - t)
-        overlap = min(p.compute_s[k], max(0.0, disk_free - start))   # reads still running
+        compute = p.compute_s[k] + (p.wake_s if start > t else 0.0)
+        overlap = min(compute, max(0.0, disk_free - start))   # reads still running
         overlaps.append(overlap)
-        t = start + p.compute_s[k] + slow * overlap
+        t = start + compute + slow * overlap
     return Prediction(t, tuple(stalls), plan.weight_bytes, sum(r.nbytes for r in requests),
                       tuple(overlaps))

@@ -145,3 +145,14 @@ def test_joint_plan_meets_every_target_with_the_least_total_or_misses_the_fewest
                                   planner.Demand('b', BALANCED, target_s=4.0)], 5 * B)
     assert tight.total_bytes <= 5 * B
     assert tight.missed == ('a',)   # b can be met (pipelined, 2 pages); a needs all 4 pages
+
+
+def test_a_visit_that_waited_for_its_unit_pays_the_wake_up():
+    woken = pipe([1, 1, 1], [1, 1, 1], wake_s=0.25)
+    assert simulate(woken, 'sequential', B).latency_s == 6 + 3 * 0.25   # every visit waits
+    assert simulate(woken, 'preload', 3 * B).latency_s == 3             # none does
+    # pipelined: only the visits whose unit is late pay (here unit 0: read 0-1, computes
+    # 1-2.25; units 1 and 2 are ready when entered)
+    pred = simulate(woken, 'pipelined', 2 * B)
+    assert pred.latency_s == 4.25
+    assert pred.latency_s == 4 + 0.25 * sum(1 for s in pred.stall_s if s > 0)
