@@ -136,10 +136,14 @@ class Player:
 
     def _play_once(self) -> None:
         start_ns = self._reader.start_time + int(self.start_offset * 1e9)
-        with self._clock_lock:
-            self._clock_last = 0  # a new pass (loop) starts the clock again, like ros2 bag play
         wall0 = time.monotonic()
-        self._wall0, self._start_ns = wall0, start_ns
+        with self._clock_lock:
+            # a new pass (loop) starts the clock again, like ros2 bag play; the clock thread
+            # must not carry the last pass's time into this one (it would hold the clock at
+            # the end of the bag for the whole pass)
+            self._clock_last = 0
+            self._bag_now = None
+            self._wall0, self._start_ns = wall0, start_ns
         last_report = wall0
         total = self.message_count
         done = 0
@@ -152,8 +156,9 @@ class Player:
                 time.sleep(min(wait, 0.05))
             if self.stop.is_set():
                 return
-            self._bag_now = ts
-            self._publish_clock(ts)
+            with self._clock_lock:
+                self._bag_now = ts
+                self._publish_clock_locked(ts)
             self._pubs[self._name[conn.id]].publish(bytes(data))
             self.result.published[self._name[conn.id]] += 1
             done += 1
@@ -164,25 +169,25 @@ class Player:
                       f'{(ts - self._reader.start_time) / 1e9:.1f} s', file=sys.stderr,
                       flush=True)
 
-    def _publish_clock(self, ns: int) -> None:
-        if self._clock_pub is None:
+    def _publish_clock_locked(self, ns: int) -> None:
+        """Publish /clock at ``ns`` unless that steps back (two threads publish it)."""
+        if self._clock_pub is None or ns < self._clock_last:
             return
         from rosgraph_msgs.msg import Clock
-        with self._clock_lock:  # two threads publish: never let the clock step back
-            if ns < self._clock_last:
-                return
-            self._clock_last = ns
-            msg = Clock()
-            msg.clock.sec, msg.clock.nanosec = divmod(ns, 1_000_000_000)
-            self._clock_pub.publish(msg)
+        self._clock_last = ns
+        msg = Clock()
+        msg.clock.sec, msg.clock.nanosec = divmod(ns, 1_000_000_000)
+        self._clock_pub.publish(msg)
 
     def _clock_loop(self) -> None:
         while not self.stop.wait(1.0 / CLOCK_HZ):
-            if self._bag_now is None:
-                continue
-            # bag time advances with the wall clock between messages
-            ns = self._start_ns + int((time.monotonic() - self._wall0) * self.rate * 1e9)
-            self._publish_clock(max(ns, self._bag_now))
+            # computed and published under the lock: a new pass cannot start in between
+            with self._clock_lock:
+                if self._bag_now is None:
+                    continue
+                # bag time advances with the wall clock between messages
+                ns = self._start_ns + int((time.monotonic() - self._wall0) * self.rate * 1e9)
+                self._publish_clock_locked(max(ns, self._bag_now))
 
 
 def play(bag: Path, **kwargs: object) -> Playback:

@@ -188,6 +188,17 @@ class FrameRunner(Generic[M]):
             return tuner.predicted_s()
         return self.detector.predicted_s if self.detector is not None else None
 
+    def predicted_quantiles_s(self, qs: Sequence[float]) -> dict[float, float]:
+        """With auto_tune and its plan in force: the plan's delay at quantiles of recent frames.
+
+        Empty otherwise (without the tuner's recent frames there is no spread to speak of).
+        """
+        tuner, in_force = self.tuning.tuner, self.tuning.in_force
+        if not (self._settings.auto_tune and tuner is not None and in_force is not None
+                and in_force is tuner.state.plan):
+            return {}
+        return {q: v for q in qs if (v := tuner.predicted_s(q)) is not None}
+
     # -- threads ------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the inference and debug-image threads."""

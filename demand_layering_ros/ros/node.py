@@ -338,6 +338,10 @@ class DemandLayeringNode(LifecycleNode):
             engine['model'] = det.name
             predicted = self.runner.predicted_s
             engine['predicted_ms'] = predicted * 1e3 if predicted is not None else None
+            # auto_tune aims the p90 at the deadline; the p99 says what a deadline needs for
+            # fewer than 1% misses
+            for q, v in self.runner.predicted_quantiles_s((0.9, 0.99)).items():
+                engine[f'predicted_ms_p{round(q * 100)}'] = v * 1e3
             engine['auto_tune'] = bool(self._values['auto_tune'])
         stamp = self.runner.last_stamp
         if stamp is not None:
