@@ -28,6 +28,7 @@ from .integrity import Identity, Integrity, Verify
 from .loaders import CudaLoader, Disk, HostLoader, Loader, OnDemand
 from .policy import Config, IOSettings, Layout, Mode, Plan, Region
 from .store import LayerStore
+from .turns import Turns
 
 MODES = tuple(Mode)
 VERIFY = tuple(Verify)
@@ -92,7 +93,7 @@ class DemandLayeredModel:
             if self.device.type == 'cuda' else HostLoader(self.store, self.integrity, **kw))
         self._run: _Run | None = None
         self._plan: Plan | None = None
-        self._infer_lock = threading.Lock()
+        self._turns = Turns()   # one inference at a time; the one due first goes first
         self._config_lock = threading.Lock()
         self._counters: dict[str, Any] = dict(inferences=0, aborted=0)
         self._observers: list[Callable[[Record], None]] = []
@@ -206,7 +207,7 @@ class DemandLayeredModel:
 
     def release(self) -> None:
         """Give every weight byte back to the OS; the next inference loads what it needs."""
-        with self._infer_lock:
+        with self._turns.turn():
             self._binder.unbind_all()
             self._loader.release()
             self._plan = None
@@ -215,7 +216,7 @@ class DemandLayeredModel:
 
     def close(self) -> None:
         """Release weights, stop reader threads and remove hooks."""
-        with self._infer_lock:
+        with self._turns.turn():
             self._binder.remove()
             self._loader.close()
             self._plan = None
@@ -243,10 +244,11 @@ class DemandLayeredModel:
 
         With a ``trace`` list, each unit visit appends a :class:`Visit`; on CUDA its times are
         the GPU's (from events on the compute stream), so they time the work, not its launch.
-        ``deadline`` (``time.monotonic()`` seconds) orders this pass's reads against other
-        executors' on a shared :class:`loaders.Disk`.
+        ``deadline`` (``time.monotonic()`` seconds) orders this inference against others waiting
+        for this executor, and its reads against other executors' on a shared
+        :class:`loaders.Disk`.
         """
-        with self._infer_lock:
+        with self._turns.turn(deadline):
             self._check_store()
             self._apply_pending()
             recording = bool(self._observers) and (

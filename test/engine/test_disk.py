@@ -59,3 +59,44 @@ def test_the_nearer_deadline_gets_the_disk_first(tmp_path, monkeypatch):
     assert served[first_near:].count('toy0.dls') <= served[first_near:].count('toy1.dls')
     for dl in models:
         dl.close()
+
+
+def test_frames_waiting_for_one_executor_run_earliest_deadline_first(tmp_path):
+    x = torch.randn(1, 3, 16, 16)
+    store = LayerStore.export(make_toy(), tmp_path / 'toy.dls', (x,))
+    with empty_weights():
+        skeleton = Toy()
+    dl = DemandLayeredModel(skeleton, store, mode='sequential', verify='none')
+    dl(x)
+    order = []
+    gate = threading.Event()
+    original = dl._check_store
+
+    def hold_first():   # the first inference holds the executor until the others queue up
+        if not order:
+            order.append('busy')
+            gate.wait(10)
+        original()
+
+    dl._check_store = hold_first
+    now = time.monotonic()
+
+    def run(name, deadline):
+        dl.infer(x, deadline=deadline)
+        order.append(name)
+
+    first = threading.Thread(target=run, args=('first', None))
+    first.start()
+    while not order:
+        time.sleep(0.001)
+    late = threading.Thread(target=run, args=('late', now + 50))
+    late.start()
+    time.sleep(0.05)
+    soon = threading.Thread(target=run, args=('soon', now + 1))
+    soon.start()
+    time.sleep(0.05)
+    gate.set()
+    for t in (first, late, soon):
+        t.join(timeout=30)
+    assert order == ['busy', 'first', 'soon', 'late']
+    dl.close()
