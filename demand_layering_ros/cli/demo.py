@@ -3,7 +3,9 @@
 
 The 30 Hz camera bag (bag/camera.py) is replayed with /clock into the node running with
 use_sim_time; the demo prints the detections per frame and the memory and delay the node
-achieved, and records the node's outputs into a results bag.
+achieved, and records the node's outputs into a results bag. Then the live-tuning scene
+(``demo_tuning``) plays the bag in a loop at its own rate and changes the memory budget and
+auto_tune over the parameter service: a table per phase and ``tuning.png``.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ def add_parser(sub: Any) -> None:
     d.add_argument('--budget-mb', type=float, default=0.0, help='0: the pipelined minimum')
     d.add_argument('--out', default='demo_out')
     d.add_argument('--timeout', type=float, default=600)
+    d.add_argument('--no-tuning', action='store_true', help='skip the live-tuning scene')
     d.set_defaults(func=run_demo)
 
 
@@ -142,8 +145,11 @@ def run_demo(args: argparse.Namespace) -> int:
     executor = SingleThreadedExecutor()
     executor.add_node(probe)
     diags: list[dict[str, str]] = []
+    quiet = threading.Event()   # the tuning scene prints a table instead of every frame
 
     def on_detections(m: Detection2DArray) -> None:
+        if quiet.is_set():
+            return
         ns = m.header.stamp.sec * 10**9 + m.header.stamp.nanosec
         top = ', '.join(f'{categories[int(d.results[0].hypothesis.class_id)]} '
                         f'{d.results[0].hypothesis.score:.2f}' for d in m.detections[:3])
@@ -217,6 +223,12 @@ def run_demo(args: argparse.Namespace) -> int:
               f'newer ones (the node keeps only the newest), {summary["dropped_stale"]} too old')
         print(f'[demo] results bag: {results}')
         (out / 'summary.json').write_text(json.dumps(summary, indent=2))
+        if not args.no_tuning:
+            from .demo_tuning import run_scene
+            quiet.set()
+            profiles = sorted(store.parent.glob(f'{store.name}.*.profile.json'),
+                              key=lambda f: f.stat().st_mtime)
+            run_scene(probe, '/demand_layering_node', camera, profiles[-1], out, args.model)
         return 0
     finally:
         executor.shutdown()
