@@ -409,6 +409,10 @@ def test_frame_reports_carry_the_configuration_and_the_calibrated_prediction():
     assert r.predicted_ms == pytest.approx(np.median([x.inference_ms for x in reports[2:]]),
                                            rel=0.03)
     assert 'auto_tune: pipelined' in log.infos[0] and 'planned in' in log.infos[0]
+    q = runner.predicted_quantiles_s((0.5, 0.9, 0.99))
+    assert q[0.5] * 1e3 == pytest.approx(r.predicted_ms) and q[0.5] <= q[0.9] <= q[0.99]
+    runner.update(runner.settings.with_(auto_tune=False))
+    assert runner.predicted_quantiles_s((0.99,)) == {}   # no tuner's plan in force
 
 
 def test_frames_are_reported_only_while_wanted():

@@ -65,6 +65,32 @@ def test_detections_carry_the_source_header_also_when_empty(live):
     assert got[0].detections and got[0].detections[0].header == got[0].header
 
 
+def test_frame_stats_carry_each_processed_frame_while_someone_listens(live):
+    from diagnostic_msgs.msg import DiagnosticArray
+    stats: list = []
+    sub = live.node.create_subscription(DiagnosticArray, '/demand_layering_node/frame_stats',
+                                        stats.append, 10)
+    try:
+        live.wait_for(lambda: live.node.count_publishers(
+            '/demand_layering_node/frame_stats') > 0, 10, 'the frame_stats publisher')
+        live.spin(0.5)  # the match completes on both sides
+        frames = [live.image(f'stats{i}') for i in range(2)]
+        send_and_collect(live, frames)
+        live.wait_for(lambda: len(stats) >= 2, 10, 'frame_stats of both frames')
+    finally:
+        live.node.destroy_subscription(sub)
+    assert [m.header.stamp for m in stats[-2:]] == [f.header.stamp for f in frames]
+    kv = {k.key: k.value for k in stats[-1].status[0].values}
+    assert set(kv) >= {'inference_ms', 'latency_ms', 'deadline_ms', 'missed', 'predicted_ms',
+                       'mode', 'budget_bytes', 'weight_bytes', 'resident_units', 'auto_tune'}
+    d = live.diagnostics[-1]
+    assert float(kv['inference_ms']) > 0 and float(kv['deadline_ms']) == 2000.0
+    assert kv['missed'] == 'False' and stats[-1].status[0].level == DiagnosticStatus.OK
+    assert kv['mode'] == d['mode'] and int(kv['budget_bytes']) == int(d['budget_bytes'])
+    assert 0 < int(kv['weight_bytes']) <= int(kv['budget_bytes'])
+    assert float(kv['predicted_ms']) > 0   # the calibrated model's, for the configuration
+
+
 def test_live_budget_change_applies_on_the_next_frame_without_losing_frames(live):
     live.wait_for(lambda: 'min_budget_bytes' in live.diagnostics[-1], 10, 'diagnostics')
     minimum = int(live.diagnostics[-1]['min_budget_bytes'])
