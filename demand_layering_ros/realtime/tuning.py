@@ -131,9 +131,13 @@ class TuningLoop:
         frame took on the node clock and on the wall clock (their ratio over recent frames is
         the node clock's rate).
         """
-        if wall_s > 0 and node_s > 0:  # a bag that loops sets the clock back: not a rate
+        # a bag that loops sets the clock back: the frame in flight then has neither a rate
+        # nor a latency (below its own inference time)
+        if wall_s > 0 and node_s > 0:
             self._clock.append((node_s, wall_s))
-        self._outside_ms.append(max(0.0, latency_ms - inference_s * 1e3 * self.clock_rate()))
+        outside = latency_ms - inference_s * 1e3 * self.clock_rate()
+        if outside >= 0:
+            self._outside_ms.append(outside)
         tuner = self.tuner
         if not s.auto_tune or tuner is None or ran is None:
             return

@@ -7,12 +7,15 @@ and reads every processed frame from ``~/frame_stats``:
 
 1. a loose deadline: the least memory of all (the planner's curve starts at the sequential
    minimum, whatever the machine's speed);
-2. a deadline the minimum misses (70% of its measured median): from frame k + 10 on the
-   deadline is met at p90 and the configuration holds;
+2. a deadline between what the whole model and the minimum achieve on this machine as it
+   runs (both measured first, the whole model with auto_tune off): from frame k + 10 on the
+   deadline is met at p90, and the configuration holds for the next 30 frames (one late
+   correction at most, never back to a configuration it left);
 3. back to a deadline at the predicted p99 of the minimum's plan (as the node reported it)
-   plus the time outside inference: from frame k + 10 on the deadline is met at p90 with weight
-   memory <= 1.1 x the least the curve needs for it (the profile saved next to the store +
-   the planner), and over 300 frames at most 1% miss it.
+   plus the time outside inference: the same, with weight memory in those 30 frames <= 1.1 x
+   the least the curve needs for it (the profile saved next to the store + the planner), and
+   over 300 frames at most 1% miss it (later in the run auto_tune may re-plan for a disk that
+   slowed down: that is what it is for).
 
 The least memory is checked where the curve's answer does not depend on how much slower the
 loaded machine runs than the idle one the profile measured (a 30 Hz stream costs the node a
@@ -45,6 +48,7 @@ from .live_node import LiveNode
 MODEL = 'fasterrcnn_mobilenet_v3_large_320_fpn'
 CLI = [sys.executable, '-m', 'demand_layering_ros.cli.main']
 SETTLE = 10          # frames after a deadline change before the deadline must hold
+HOLD = 30            # frames after those in which the configuration must hold
 LONG_RUN = 300       # frames at the p99 deadline (about 2 minutes at the minimum's pace)
 MiB = 2 ** 20
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(480)]
@@ -127,21 +131,29 @@ def test_auto_tune_converges_holds_least_memory_and_misses_under_1_percent(store
             return frames.items[start:start + n]
 
         def change(deadline_ms: float, n: int) -> tuple[list[dict], str]:
+            """Set the deadline; check frames k + SETTLE on: met at p90, configuration held.
+
+            Held for HOLD frames: over a long run the machine itself changes (the disk's
+            speed drifts) and re-planning for it is the point of auto_tune.
+            """
             assert live.set_params(deadline_ms=deadline_ms)[0].successful
             got = run(n, f'frames at {deadline_ms:.0f} ms')
             after = got[SETTLE:]
             p90 = float(np.quantile([f['latency_ms'] for f in valid(after)], 0.9))
-            budgets = [f['budget_bytes'] for f in after]
-            changes = sum(a != b for a, b in zip(budgets, budgets[1:]))
+            configs = [(f['mode'], f['budget_bytes']) for f in after[:HOLD]]
+            visited = [c for i, c in enumerate(configs) if i == 0 or c != configs[i - 1]]
             least = least_budget(pipe, deadline_ms, outside_ms(got, 0.9))
-            held = max(f['weight_bytes'] for f in after)
+            held = max(f['weight_bytes'] for f in after[:HOLD])
             report = (f'{deadline_ms:.0f} ms: p90 {p90:.0f} ms from frame k+{SETTLE}, '
-                      f'{held / MiB:.1f} MiB held ({changes} changes after k+{SETTLE}), the '
-                      f"profile's curve needs {least / MiB:.1f} MiB; frames (ms, KiB) "
+                      f'{held / MiB:.1f} MiB held in frames k+{SETTLE}..k+{SETTLE + HOLD} '
+                      f'({len(visited) - 1} changes), the profile\'s curve needs '
+                      f'{least / MiB:.1f} MiB; frames (ms, KiB) '
                       f'{[(round(f["inference_ms"]), f["budget_bytes"] >> 10) for f in got]}')
             print(report)
             assert p90 <= deadline_ms, report
-            assert changes <= 1, report   # reached and held, never oscillating
+            # reached and held: at most one late correction, never back to a configuration
+            # it left (no oscillation)
+            assert len(visited) <= 2 and len(set(visited)) == len(visited), report
             return got, report
 
         loose = run(15, 'frames at a loose deadline')
@@ -150,13 +162,21 @@ def test_auto_tune_converges_holds_least_memory_and_misses_under_1_percent(store
         p99 = float(reported['predicted_ms_p99'])
         assert float(reported['predicted_ms_p90']) <= p99
         minimum_ms = float(np.median([f['inference_ms'] for f in loose[SETTLE:]]))
-        # the minimum misses this: memory has to be bought
-        change(outside_ms(loose, 0.9) + 0.7 * minimum_ms, 40)
+        # what the whole model achieves here (by hand: auto_tune off, not judged by the tuner)
+        assert live.set_params(auto_tune=False, execution_mode='preload')[0].successful
+        whole = run(12, 'frames with the whole model')[2:]   # the first reads it in
+        whole_ms = float(np.quantile([f['inference_ms'] for f in whole], 0.9))
+        assert live.set_params(auto_tune=True, execution_mode='pipelined')[0].successful
+        # between the two: reachable with memory to spare, missed by the minimum
+        lo, hi = 1.2 * whole_ms, 0.85 * minimum_ms
+        assert lo < hi, f'no room between the whole model ({whole_ms:.0f} ms at p90) and ' \
+                        f'the minimum ({minimum_ms:.0f} ms at p50) on this machine now'
+        change(outside_ms(loose, 0.9) + (lo + hi) / 2, 40)
         # at the minimum's predicted p99 plus the time outside inference at its worst: the
         # least memory is the minimum again, and fewer than 1% of 300 frames may miss
         deadline = p99 + outside_ms(frames.items, 1.0)
         got, report = change(deadline, LONG_RUN)
-        held = max(f['weight_bytes'] for f in got[SETTLE:])
+        held = max(f['weight_bytes'] for f in got[SETTLE:SETTLE + HOLD])
         assert held <= 1.1 * least_budget(pipe, deadline, outside_ms(got, 0.9)), report
         assert held <= 1.1 * least_of_all, report
         misses = sum(f['missed'] for f in got)
