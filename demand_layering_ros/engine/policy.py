@@ -548,7 +548,13 @@ def _requests(layout: Layout, loads: list[Load], config: Config, io: IOSettings
             adjacent = (coalesce and prev.region == ld.region == Region.RING
                         and layout.offsets[prev.unit] + pb == layout.offsets[ld.unit]
                         and prev.offset + pb == ld.offset
-                        and sum(layout.nbytes[loads[i].unit] for i in group) + nb <= size)
+                        and sum(layout.nbytes[loads[i].unit] for i in group) + nb <= size
+                        # joining must not make the group's reads wait longer (a later load
+                        # may have to wait for a place its neighbour's visit needs: deadlock)
+                        and _gate(config, loads, loads[group[0]].first, set().union(
+                            *(loads[i].after for i in group), ld.after))
+                        <= _gate(config, loads, loads[group[0]].first, set().union(
+                            *(loads[i].after for i in group))))
             if not adjacent:
                 flush()
         if nb > size:   # split: the parts are read in parallel

@@ -136,3 +136,16 @@ def test_a_budget_that_is_not_whole_pages_places_loads_on_page_boundaries(extra)
     plan = policy.plan(layout, Config(Mode.PIPELINED, budget, frozenset()))
     assert all(ld.offset % P == 0 for ld in plan.loads)
     assert plan.ring_bytes % P == 0 and plan.weight_bytes <= budget
+
+
+def test_neighbours_are_not_read_together_when_one_would_wait_for_the_other():
+    # unit 2 is visited first at 2, kept to 5; unit 3 first needed at 6 lies where unit 1 (kept
+    # to 4) lies: joined with unit 2, the read of unit 2 would wait for visit 5 - its own visit
+    # (2) could never be entered
+    layout = Layout((P, 2 * P, P, 2 * P), (0, 1, 2, 1, 2, 2, 3), ((),) * 7,
+                    (0, P, 3 * P, 4 * P))
+    for budget in range(policy.min_budget(layout, 'pipelined'), 7 * P, P):
+        plan = policy.plan(layout, Config(Mode.PIPELINED, budget, frozenset()),
+                           IOSettings(queue_depth=1, request_bytes=16 * P))
+        for r in plan.requests:
+            assert r.gate <= min(plan.loads[j].first for j in r.loads), (budget, r)
