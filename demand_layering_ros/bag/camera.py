@@ -3,7 +3,8 @@
 
 Deterministic (same frames, stamps and bytes on every machine with the pinned libraries), written
 as a rosbag2 bag with the raw (rgb8) and the compressed (JPEG) variant of each frame, stamped from
-a fixed start time so replays and golden files are reproducible.
+a fixed start time so replays and golden files are reproducible. ``write_cameras_bag`` writes
+several such cameras (raw only) for nodes that serve several streams.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ RAW_TOPIC = '/camera/image_raw'
 COMPRESSED_TOPIC = '/camera/image_raw/compressed'
 START_NS = 1_767_225_600 * 10**9  # 2026-01-01T00:00:00Z
 JPEG_QUALITY = 90
+CAMERAS = ('front', 'rear')
 
 
 def camera_frames(n: int) -> list[np.ndarray]:
@@ -54,6 +56,62 @@ def stamp_ns(i: int) -> int:
     return START_NS + i * 10**9 // FPS
 
 
+def camera_topic(camera: str) -> str:
+    """The raw image topic of one of several cameras (``/front/image_raw``)."""
+    return f'/{camera}/image_raw'
+
+
+def camera_stamp_ns(k: int, i: int, cameras: int) -> int:
+    """Frame ``i`` of camera ``k`` of ``cameras``: unsynchronised, spread over a period."""
+    return stamp_ns(i) + k * 10**9 // (FPS * cameras)
+
+
+def write_cameras_bag(out: Path, frames: int = 90, cameras: tuple[str, ...] = CAMERAS,
+                      storage: str = 'mcap', overwrite: bool = False,
+                      version: int | None = None) -> Path:
+    """Write several cameras' raw streams to ``out``; returns ``out``.
+
+    Camera ``k`` sees the photographs ``k / len(cameras)`` of the way further on (the same
+    frames, shifted), has frame_id ``<camera>_optical_frame`` and its stamps offset by
+    ``k / len(cameras)`` of a frame period, so every message's header is its camera's own.
+    """
+    from rclpy.qos import qos_profile_sensor_data
+    out = Path(out)
+    if out.exists():
+        if not overwrite:
+            return out
+        shutil.rmtree(out)
+    ts = typestore()
+    root, partial = staging(out)
+    qos = [bag_qos(qos_profile_sensor_data)]
+    version = check_version(version if version is not None else default_version())
+    rgb = camera_frames(frames)
+    n = len(cameras)
+    with Writer(partial, version=version,  # type: ignore[arg-type]
+                storage_plugin=STORAGE[storage]) as writer:
+        conns = [writer.add_connection(camera_topic(c), 'sensor_msgs/msg/Image', typestore=ts,
+                                       offered_qos_profiles=qos) for c in cameras]
+        for i in range(frames):
+            for k, camera in enumerate(cameras):
+                ns = camera_stamp_ns(k, i, n)
+                img = _raw(ts, rgb[(i + k * frames // n) % frames], ns,
+                           f'{camera}_optical_frame')
+                writer.write(conns[k], ns, ts.serialize_cdr(img, 'sensor_msgs/msg/Image'))
+    publish_bag(root, out)
+    return out
+
+
+def _raw(ts: object, rgb: np.ndarray, ns: int, frame_id: str) -> object:
+    """A sensor_msgs/Image (rosbags' class) of an RGB frame."""
+    types = ts.types  # type: ignore[attr-defined]
+    header = types['std_msgs/msg/Header'](
+        stamp=types['builtin_interfaces/msg/Time'](sec=ns // 10**9, nanosec=ns % 10**9),
+        frame_id=frame_id)
+    return types['sensor_msgs/msg/Image'](header=header, height=SIZE[0], width=SIZE[1],
+                                          encoding='rgb8', is_bigendian=0, step=SIZE[1] * 3,
+                                          data=rgb.reshape(-1))
+
+
 def write_camera_bag(out: Path, frames: int = 90, storage: str = 'mcap',
                      overwrite: bool = False, version: int | None = None) -> Path:
     """Write the stream (raw and compressed topics) to ``out``; returns ``out``.
@@ -68,10 +126,7 @@ def write_camera_bag(out: Path, frames: int = 90, storage: str = 'mcap',
             return out
         shutil.rmtree(out)
     ts = typestore()
-    Image = ts.types['sensor_msgs/msg/Image']
     CompressedImage = ts.types['sensor_msgs/msg/CompressedImage']
-    Header = ts.types['std_msgs/msg/Header']
-    Time = ts.types['builtin_interfaces/msg/Time']
     root, partial = staging(out)
     qos = [bag_qos(qos_profile_sensor_data)]
     version = check_version(version if version is not None else default_version())
@@ -83,14 +138,12 @@ def write_camera_bag(out: Path, frames: int = 90, storage: str = 'mcap',
                                      typestore=ts, offered_qos_profiles=qos)
         for i, rgb in enumerate(camera_frames(frames)):
             ns = stamp_ns(i)
-            header = Header(stamp=Time(sec=ns // 10**9, nanosec=ns % 10**9), frame_id=FRAME_ID)
-            img = Image(header=header, height=SIZE[0], width=SIZE[1], encoding='rgb8',
-                        is_bigendian=0, step=SIZE[1] * 3, data=rgb.reshape(-1))
+            img = _raw(ts, rgb, ns, FRAME_ID)
             writer.write(raw, ns, ts.serialize_cdr(img, 'sensor_msgs/msg/Image'))
             ok, jpeg = cv2.imencode('.jpg', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                                     [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             assert ok
-            msg = CompressedImage(header=header, format='rgb8; jpeg compressed bgr8',
+            msg = CompressedImage(header=img.header, format='rgb8; jpeg compressed bgr8',
                                   data=jpeg.reshape(-1))
             writer.write(comp, ns, ts.serialize_cdr(msg, 'sensor_msgs/msg/CompressedImage'))
     publish_bag(root, out)

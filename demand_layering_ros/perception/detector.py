@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..engine import DemandLayeredModel, LayerStore
+from ..engine import DemandLayeredModel, Disk, LayerStore
 from ..engine.calibrate import Calibrator
 from ..engine.executor import Record
 from ..engine.planner import Plan
@@ -163,7 +163,7 @@ class Detector:
 
     def __init__(self, model: str, store: Path, *, device: str = 'cpu',
                  input_hw: tuple[int, int] | None = None,
-                 engine: EngineRequest = EngineRequest()) -> None:
+                 engine: EngineRequest = EngineRequest(), disk: Disk | None = None) -> None:
         s = spec(model)
         if not s.detector:
             raise ModelError(f'{model} is a classifier; the node serves detectors')
@@ -172,7 +172,9 @@ class Detector:
         self.input_hw = input_hw
         self.device = device
         self.store = LayerStore.open(store)
-        self._executor = DemandLayeredModel(build_skeleton(model), self.store, device=device)
+        # detectors of one node share ``disk``: its reads are served earliest deadline first
+        self._executor = DemandLayeredModel(build_skeleton(model), self.store, device=device,
+                                            disk=disk)
         self.profile: Profile | None = None
         # the profile's figures kept true while frames run (set with the profile): what every
         # prediction - diagnostics, telemetry, auto_tune - comes from
@@ -185,14 +187,18 @@ class Detector:
 
     # -- inference ----------------------------------------------------------------------------
     def detect(self, rgb: np.ndarray, *, score_threshold: float = 0.0, max_detections: int = 100,
-               class_filter: Sequence[str] = (), abort: Callable[[], bool] | None = None
-               ) -> list[Detection]:
-        """Detect objects in an HxWx3 uint8 RGB image; boxes in that image's pixels."""
+               class_filter: Sequence[str] = (), abort: Callable[[], bool] | None = None,
+               deadline: float | None = None) -> list[Detection]:
+        """Detect objects in an HxWx3 uint8 RGB image; boxes in that image's pixels.
+
+        ``deadline`` (``time.monotonic()`` seconds): when several streams share this detector,
+        or detectors share a disk, the inference due first runs and reads first.
+        """
         tensor, scale = to_input(rgb, self.input_hw)
         # the pending configuration is applied as infer() starts: this is the one the frame
         # uses, unless a reconfiguration lands in between - the record says it exactly
         config, records = self._executor.config, self._records
-        out = self._executor.infer([tensor.to(self.device)], abort=abort)[0]
+        out = self._executor.infer([tensor.to(self.device)], abort=abort, deadline=deadline)[0]
         if self._records == records:  # not recorded (CUDA records one frame in 10)
             self._ran = config
         return to_detections(out, self.categories, score_threshold=score_threshold,
@@ -282,6 +288,15 @@ class Detector:
         return device_name(self.device)
 
     # -- memory -------------------------------------------------------------------------------
+    def weight_bytes(self) -> int:
+        """Bytes that hold weights now."""
+        return self._executor.weight_bytes()
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read from the store since it was opened."""
+        return int(self._executor.reader.bytes_read)
+
     def stats(self) -> dict[str, Any]:
         """The executor's memory and I/O figures that diagnostics show."""
         s = self._executor.stats()

@@ -1,19 +1,25 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""Getting a detector ready - export, open, profile - on a worker thread, with progress.
+"""Getting detectors ready - export, open, profile - on a worker thread, with progress.
 
 The first start of a model exports its store (a child process, up to minutes) and profiles it
 (seconds). Run where the caller waits, that would stop a node's executor from answering
 services and publishing diagnostics; here it runs on a thread of its own and says how far it is.
+A node serving several streams prepares its detectors one after the other (profiles measured
+one at a time, so none is disturbed by another's reads).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 import threading
-from typing import Callable
+from typing import Callable, TYPE_CHECKING
 
 from .detector import Detector, EngineRequest, ensure_store
+
+if TYPE_CHECKING:
+    from ..engine import Disk
 
 
 @dataclass(frozen=True)
@@ -29,16 +35,19 @@ class DetectorSpec:
     engine: EngineRequest = EngineRequest()
 
 
-def open_detector(spec: DetectorSpec, progress: Callable[[str], None] = lambda _s: None
-                  ) -> Detector:
-    """Export the store if missing, open it, and measure (or reuse) its profile."""
+def open_detector(spec: DetectorSpec, progress: Callable[[str], None] = lambda _s: None,
+                  disk: 'Disk | None' = None) -> Detector:
+    """Export the store if missing, open it, and measure (or reuse) its profile.
+
+    ``disk``: reader threads shared with the node's other detectors (None: its own).
+    """
     if spec.num_threads > 0:
         import torch
         torch.set_num_threads(spec.num_threads)  # before profiling: profiles are per thread count
     ensure_store(spec.model, spec.weights, spec.store_path, progress=progress)
     progress('opening the store')
     detector = Detector(spec.model, spec.store_path, device=spec.device,
-                        input_hw=spec.input_hw, engine=spec.engine)
+                        input_hw=spec.input_hw, engine=spec.engine, disk=disk)
     try:
         progress('profiling the store (reused once saved next to it)')
         detector.measure_profile()
@@ -50,15 +59,22 @@ def open_detector(spec: DetectorSpec, progress: Callable[[str], None] = lambda _
 
 
 class Preparation:
-    """``open_detector`` on a worker thread; progress and outcome readable from any thread."""
+    """``open_detector`` on a worker thread; progress and outcome readable from any thread.
 
-    def __init__(self, spec: DetectorSpec) -> None:
+    Several specs are opened in turn (on one ``disk`` when given); if one fails, those opened
+    before it are closed and the error is what ``result`` raises.
+    """
+
+    def __init__(self, spec: DetectorSpec, *more: DetectorSpec, disk: 'Disk | None' = None
+                 ) -> None:
         self.spec = spec
+        self.specs = (spec, *more)
+        self.disk = disk
         self.progress = 'waiting to start'
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[], None]] = []
         self._done = threading.Event()
-        self._detector: Detector | None = None
+        self._detectors: list[Detector] = []
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
 
@@ -85,18 +101,29 @@ class Preparation:
         return self._done.is_set()
 
     def result(self) -> Detector:
-        """The detector (starts the work and waits for it); re-raises what stopped it."""
+        """The (first) detector (starts the work and waits for it); re-raises what stopped it."""
+        return self.results()[0]
+
+    def results(self) -> list[Detector]:
+        """Every spec's detector, in order (starts the work and waits for it)."""
         self.start()
         self._done.wait()
         if self._error is not None:
             raise self._error
-        assert self._detector is not None
-        return self._detector
+        assert len(self._detectors) == len(self.specs)
+        return list(self._detectors)
 
     def _run(self) -> None:
         try:
-            self._detector = open_detector(self.spec, self._report)
+            n = len(self.specs)
+            for i, spec in enumerate(self.specs):
+                prefix = f'{spec.model} ({i + 1}/{n}): ' if n > 1 else ''
+                self._detectors.append(open_detector(spec, partial(self._report, prefix),
+                                                     self.disk))
         except BaseException as err:  # noqa: BLE001 - handed to whoever takes the result
+            for detector in self._detectors:
+                detector.close()
+            self._detectors = []
             self._error = err
             self.progress = 'failed'
         with self._lock:
@@ -105,5 +132,5 @@ class Preparation:
         for callback in callbacks:
             callback()
 
-    def _report(self, text: str) -> None:
-        self.progress = text
+    def _report(self, prefix: str, text: str) -> None:
+        self.progress = prefix + text

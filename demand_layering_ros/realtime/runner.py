@@ -45,8 +45,8 @@ class DetectorPort(Protocol):
     def predicted_s(self) -> float | None: ...
 
     def detect(self, rgb: np.ndarray, *, score_threshold: float, max_detections: int,
-               class_filter: Sequence[str], abort: Callable[[], bool] | None
-               ) -> list[Detection]: ...
+               class_filter: Sequence[str], abort: Callable[[], bool] | None,
+               deadline: float | None) -> list[Detection]: ...
 
     def remaining_s(self) -> float: ...
 
@@ -290,10 +290,14 @@ class FrameRunner(Generic[M]):
 
         def abort() -> bool:
             return self._stopping.is_set() or (deadline_abort is not None and deadline_abort())
+        # the executor and the disk order waiting work by time.monotonic(): streams sharing
+        # them are on this node's clock, so the nearer deadline stays nearer after converting
+        # (also when a replayed clock runs at another rate)
+        due = time.monotonic() + (deadline.deadline_ns - self._clock_ns()) / 1e9
         try:
             detections = det.detect(rgb, score_threshold=s.score_threshold,
                                     max_detections=s.max_detections,
-                                    class_filter=s.class_filter, abort=abort)
+                                    class_filter=s.class_filter, abort=abort, deadline=due)
         except InferenceAborted:
             return 'stopped' if self._stopping.is_set() else self._outcome('aborted')
         inferred = self._perf()

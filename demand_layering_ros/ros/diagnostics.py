@@ -1,5 +1,7 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""One DiagnosticStatus for the detector: its level and message, rates, latency split, memory.
+"""Diagnostics: a status per stream, one for a budget streams share, ``~/frame_stats``.
+
+A stream's status has its level and message, rates, latency split and memory.
 
 The level comes from the node's state and the runner's recent window (realtime.health), so it
 clears once the cause is gone; the values keep the cumulative counters for dashboards.
@@ -74,12 +76,62 @@ def status(i: Inputs) -> DiagnosticStatus:
                             values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])
 
 
-def array(stamp: Any, st: DiagnosticStatus) -> DiagnosticArray:
-    """Wrap one status."""
+def array(stamp: Any, *statuses: DiagnosticStatus) -> DiagnosticArray:
+    """Wrap statuses into one message."""
     msg = DiagnosticArray()
     msg.header.stamp = stamp
-    msg.status = [st]
+    msg.status = list(statuses)
     return msg
+
+
+@dataclass
+class BudgetInputs:
+    """What the node knows about the memory budget its streams share."""
+
+    name: str
+    hardware_id: str
+    budget_bytes: int | None          # memory_budget_mb (None: 0, the engines' minimums)
+    engines: dict[str, dict[str, Any]] = field(default_factory=dict)   # engine -> figures
+    streams: dict[str, dict[str, float]] = field(default_factory=dict)  # stream -> counters
+    disk_read_bps: float = 0.0        # all engines' reads over the last period
+    unsatisfied: dict[str, str] = field(default_factory=dict)  # stream -> why it cannot be met
+    waiting: tuple[str, ...] = ()     # engines whose larger plan waits for others to shrink
+    auto_tune: bool = False
+    active: bool = False
+    error: str | None = None
+
+
+def budget_status(i: BudgetInputs) -> DiagnosticStatus:
+    """The shared budget: weight memory in all, the split per engine, the disk, misses.
+
+    WARN names the streams whose deadline the joint plan cannot meet.
+    """
+    held = sum(int(e.get('weight_bytes', 0)) for e in i.engines.values())
+    planned = sum(int(e.get('budget_bytes', 0)) for e in i.engines.values())
+    if i.error:
+        level, message = Level.ERROR, i.error
+    elif not i.active:
+        level, message = Level.STALE, 'inactive'
+    elif i.unsatisfied:
+        level = Level.WARN
+        message = ('the joint plan cannot meet the deadline of ' + '; '.join(
+            f'{s} ({why})' for s, why in i.unsatisfied.items()))
+    else:
+        level = Level.OK
+        message = (f'{len(i.engines)} engine(s) for {len(i.streams)} streams: {held / 2**20:.1f}'
+                   f' MiB held within {planned / 2**20:.1f} MiB planned')
+    values: dict[str, Any] = {
+        'budget_bytes': i.budget_bytes if i.budget_bytes is not None else planned,
+        'planned_bytes': planned, 'weight_bytes': held, 'engines': len(i.engines),
+        'auto_tune': i.auto_tune, 'disk_read_bps': i.disk_read_bps,
+        'unsatisfied': ','.join(i.unsatisfied), 'waiting_to_grow': ','.join(i.waiting)}
+    for e, fig in i.engines.items():
+        values.update({f'engine.{e}.{k}': v for k, v in fig.items()})
+    for s, counts in i.streams.items():
+        values.update({f'stream.{s}.{k}': v for k, v in counts.items()})
+    return DiagnosticStatus(level=bytes([int(level)]), name=i.name, message=message,
+                            hardware_id=i.hardware_id,
+                            values=[KeyValue(key=k, value=_fmt(v)) for k, v in values.items()])
 
 
 def frame_stats(r: FrameReport, name: str, hardware_id: str) -> DiagnosticArray:

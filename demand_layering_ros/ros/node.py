@@ -6,6 +6,10 @@ messages; parameters are validated once (on-set callback) and the accepted value
 settings snapshot and an engine request (post-set callback). The slow part of configure -
 exporting and profiling the store - runs on a worker thread before the transition, so the
 executor keeps answering services and publishing diagnostics meanwhile.
+
+With a ``streams`` parameter the node serves several cameras (``ros.stream``, one runner
+each) from engines grouped by detector and planned jointly under one budget
+(``ros.shared_engines``); without it, one unnamed stream exactly as before.
 """
 
 from __future__ import annotations
@@ -13,7 +17,6 @@ from __future__ import annotations
 from functools import partial
 import resource
 import signal
-import time
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -24,33 +27,25 @@ from rclpy.clock import Clock, ClockType
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
-from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.task import Future
 from rcl_interfaces.msg import SetParametersResult
-from sensor_msgs.msg import CompressedImage, Image
-from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from . import conversion, diagnostics
+from . import diagnostics, streams as st
 from .params import (check, descriptor, detector_spec, engine_from, ENGINE, settings_from,
                      SPEC)
+from .shared_engines import SharedEngines
+from .stream import Message, StreamIO
+from ..engine import Disk, IOSettings
 from ..engine.errors import EngineError
-from ..perception.detections import Detection
 from ..perception.detector import Detector
 from ..perception.models import spec
 from ..perception.prepare import Preparation
 from ..realtime.auto_tune import AutoTuner
-from ..realtime.runner import describe, FrameReport, FrameRunner
+from ..realtime.runner import describe, FrameRunner
 from ..realtime.settings import Settings
 
 MiB = 2 ** 20
 WARN_EVERY_S = 5.0  # a bad stream must not flood the log: each kind of warning this often
-# REP-2003 sensor data: best effort, volatile, only the newest frame matters (users override
-# these with the standard qos_overrides.<topic>.subscription.* parameters)
-INPUT_QOS = dict(history=HistoryPolicy.KEEP_LAST, depth=1,
-                 reliability=ReliabilityPolicy.BEST_EFFORT, durability=DurabilityPolicy.VOLATILE)
-
-Message = Image | CompressedImage
 
 
 class DemandLayeringNode(LifecycleNode):
@@ -60,32 +55,36 @@ class DemandLayeringNode(LifecycleNode):
         super().__init__('demand_layering_node', **kwargs)
         for name in SPEC:
             self.declare_parameter(name, SPEC[name][0], descriptor(name))
-        self._values: dict[str, Any] = {n: self.get_parameter(n).value for n in SPEC}
-        model = self._values['model']
-        self.categories: list[str] = spec(model).categories() if not check('model', model) else []
+        values: dict[str, Any] = {n: self.get_parameter(n).value for n in SPEC}
+        self.stream_names = () if check('streams', values['streams']) else st.names(
+            values['streams'])
+        for s in self.stream_names:
+            for name in st.PER_STREAM:
+                pname = st.parameter(s, name)
+                self.declare_parameter(pname, st.default(s, name, values),
+                                       st.descriptor(s, name))
+                values[pname] = self.get_parameter(pname).value
+        self._values = values
+        # per stream ('' = the single unnamed stream): the model's classes, for class_filter
+        self._categories = {s: self._classes(st.view(s, values)['model'])
+                            for s in self.stream_names or ('',)}
+        self.categories: list[str] = self._categories[(self.stream_names or ('',))[0]]
         # values from the command line or a parameter file never passed the on-set callback
-        self._start_error = next((r for n, v in self._values.items()
-                                  if (r := check(n, v, self.categories))), None)
-        self.runner: FrameRunner[Message] = FrameRunner(
-            convert=self._to_rgb, publish=self._publish, clock_ns=self._now_ns, reporter=self,
-            settings=Settings() if self._start_error else settings_from(self._values),
-            debug=self._publish_debug, want_debug=self._debug_wanted,
-            on_frame=self._publish_frame_stats, want_frames=self._frame_stats_wanted)
-        self.detector: Detector | None = None
+        self._start_error = next((r for n, v in values.items() if (r := self._check(n, v))),
+                                 None)
+        self._engines: list[st.Engine] = []
+        if not self._start_error:
+            try:
+                self._engines = st.engines(self.stream_names, values)
+            except ValueError as err:
+                self._start_error = str(err)
+        self.detector: Detector | None = None        # the single stream's
+        self.shared: SharedEngines | None = None     # with streams: every engine's
         self.error: str | None = None
         self._preparation: Preparation | None = None
-        self._pending: tuple[dict[str, Any], set[str]] | None = None
-        self._sub: Any = None
-        self._active_since: float | None = None
-        self._last_frame = 0.0
-        # frames since activation or since the publishers changed: a new camera whose frames
-        # never arrive is told apart from one that stopped
-        self._received = 0
-        self._input_publishers = 0
-        self._input_publishers_since = 0.0
-        self._hardware_id = str(self._values['device'])
+        self._pending: tuple[dict[str, Any], set[str], Any] | None = None
+        self._hardware_id = str(values['device'])
         self._loggers: dict[str, Any] = {}
-        self._arrays = conversion.DetectionArrayBuilder()  # used by the inference thread only
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # Humble's rclpy has no post-set callback: apply at the end of the on-set callback,
         # which is the last check a set passes (descriptors are checked before it)
@@ -93,14 +92,14 @@ class DemandLayeringNode(LifecycleNode):
         self._apply_on_set = post_set is None
         if post_set is not None:
             post_set(self._on_post_set_parameters)
-        self.det_pub = self.create_lifecycle_publisher(Detection2DArray, 'detections', 10)
-        self.label_pub = self.create_lifecycle_publisher(LabelInfo, 'label_info', QoSProfile(
-            depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        self.debug_pub = self.create_lifecycle_publisher(Image, '~/debug_image', 1)
-        # per processed frame: what the engine ran and how long it took (built only while
-        # someone subscribes); reliable, so a recorder gets every frame
-        self.frame_stats_pub = self.create_lifecycle_publisher(DiagnosticArray, '~/frame_stats',
-                                                               50)
+        self.streams = {s: StreamIO(
+            self, s, Settings() if self._start_error else settings_from(st.view(s, values)),
+            self, lambda: self._hardware_id) for s in self.stream_names or ('',)}
+        first = next(iter(self.streams.values()))
+        # the single stream's (with streams: the first's), as before streams existed
+        self.runner: FrameRunner[Message] = first.runner
+        self.det_pub, self.label_pub = first.det_pub, first.label_pub
+        self.debug_pub, self.frame_stats_pub = first.debug_pub, first.frame_stats_pub
         # diagnostics also while unconfigured or inactive: that is when they explain most
         self.diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -111,6 +110,16 @@ class DemandLayeringNode(LifecycleNode):
             # services, diagnostics, frames) must stay free to run
             self._autostart = self.create_timer(0.01, self._start, clock=steady,
                                                 callback_group=ReentrantCallbackGroup())
+
+    @staticmethod
+    def _classes(model: str) -> list[str]:
+        return spec(model).categories() if not check('model', model) else []
+
+    def _check(self, name: str, value: Any) -> str | None:
+        """Why ``value`` is refused for parameter ``name`` (a stream's or the node's)."""
+        stream, base = st.split(name, self.stream_names)
+        reason = check(base, value, self._categories.get(stream, ()))
+        return f'stream {stream}: {reason}' if reason and stream else reason
 
     async def _start(self) -> None:
         self._autostart.cancel()
@@ -153,15 +162,26 @@ class DemandLayeringNode(LifecycleNode):
 
     async def _prepare(self) -> None:
         """Run the preparation on its thread and wait for it without blocking the executor."""
-        if self._start_error or self.detector is not None:
+        if self._start_error or self._configured:
             return  # on_configure reports the error / is configured already
         if self._preparation is None:
-            self._preparation = Preparation(detector_spec(self._values))
+            self._preparation = self._new_preparation()
         done: Future[None] = Future(executor=self.executor)
         # a done callback makes the finishing thread wake the executor (it schedules a task)
         done.add_done_callback(lambda _f: None)
         self._preparation.start(on_done=lambda: done.set_result(None))
         await done
+
+    @property
+    def _configured(self) -> bool:
+        return self.detector is not None or self.shared is not None
+
+    def _new_preparation(self) -> Preparation:
+        if not self.stream_names:
+            return Preparation(detector_spec(self._values))
+        # one disk for every engine: its reads are served earliest deadline first
+        return Preparation(*(e.spec for e in self._engines),
+                           disk=Disk(IOSettings().queue_depth))
 
     # -- lifecycle ----------------------------------------------------------------------------
     def on_configure(self, state: State) -> TransitionCallbackReturn:
@@ -169,49 +189,63 @@ class DemandLayeringNode(LifecycleNode):
         try:
             if self._start_error:
                 raise ValueError(self._start_error)
-            prep = self._preparation or Preparation(detector_spec(self._values))
-            detector = prep.result()  # waits here only when configure was called directly
+            prep = self._preparation or self._new_preparation()
+            detectors = prep.results()  # waits here only when configure was called directly
             self._preparation = None
             try:  # parameters may have changed while the store was prepared
-                detector.reconfigure(engine_from(self._values))
+                if self.stream_names:
+                    self._adopt_shared(detectors)
+                else:
+                    detectors[0].reconfigure(engine_from(self._values))
             except BaseException:
-                detector.close()
+                for detector in detectors:
+                    detector.close()
                 raise
         except Exception as err:  # noqa: BLE001 - every failure becomes a reason, not a crash
             self._preparation = None
+            self.shared = None
             self.error = f'configure failed: {describe(err)}'
             self.get_logger().error(self.error)
             return TransitionCallbackReturn.FAILURE
         self.error = None
+        if self.stream_names:
+            return TransitionCallbackReturn.SUCCESS
+        detector = detectors[0]
         self.detector = detector
         self._hardware_id = detector.hardware_id
         assert detector.profile is not None
         assert detector.calibrator is not None  # made with the profile
         self.runner.attach(detector, AutoTuner(detector.calibrator))
-        s = detector.stats()
-        self.get_logger().info(
-            f'{detector.name}: {s["total_bytes"] / MiB:.1f} MiB of weights, {s["mode"]} within '
-            f'{s["budget_bytes"] / MiB:.1f} MiB (direct I/O {"on" if s["direct_io"] else "off"})'
-            f' from {detector.store.path} on {self._hardware_id}; profile: compute '
-            f'{detector.profile.pipeline.compute_total_s * 1e3:.0f} ms')
+        self._log_engine(detector)
         return TransitionCallbackReturn.SUCCESS
 
+    def _adopt_shared(self, detectors: list[Detector]) -> None:
+        """Engines for the streams, and the joint plan they start with."""
+        shared = SharedEngines(self._engines, detectors,
+                               {s: io.runner for s, io in self.streams.items()}, self.info)
+        shared.apply(*shared.plan(self._values))
+        self.shared = shared
+        self._hardware_id = ', '.join(sorted({d.hardware_id for d in detectors}))
+        for e, detector in zip(self._engines, detectors):
+            self._log_engine(detector, f'streams {", ".join(e.streams)}: ')
+
+    def _log_engine(self, detector: Detector, what: str = '') -> None:
+        assert detector.profile is not None
+        s = detector.stats()
+        self.get_logger().info(
+            f'{what}{detector.name}: {s["total_bytes"] / MiB:.1f} MiB of weights, {s["mode"]} '
+            f'within {s["budget_bytes"] / MiB:.1f} MiB (direct I/O '
+            f'{"on" if s["direct_io"] else "off"}) from {detector.store.path} on '
+            f'{detector.hardware_id}; profile: compute '
+            f'{detector.profile.pipeline.compute_total_s * 1e3:.0f} ms')
+
     def on_activate(self, state: State) -> TransitionCallbackReturn:
-        """Subscribe, start the runner, enable the publishers and latch the class map."""
-        compressed = self._values['input_transport'] == 'compressed'
-        self._sub = self.create_subscription(
-            CompressedImage if compressed else Image,
-            'image/compressed' if compressed else 'image', self._on_image,
-            QoSProfile(**INPUT_QOS),
-            qos_overriding_options=QoSOverridingOptions.with_default_policies())
-        self.runner.start()
-        self._received = 0
-        self._active_since = time.monotonic()
+        """Subscribe, start the runners, enable the publishers and latch the class maps."""
+        for s, io in self.streams.items():
+            io.subscribe(st.view(s, self._values)['input_transport'] == 'compressed')
         result = super().on_activate(state)
-        header = conversion.Header()
-        header.stamp = self.get_clock().now().to_msg()
-        self.label_pub.publish(conversion.to_label_info(
-            self.categories, self._values['score_threshold'], header))
+        for s, io in self.streams.items():
+            io.publish_labels(self._categories[s], st.view(s, self._values)['score_threshold'])
         return result
 
     def on_deactivate(self, state: State) -> TransitionCallbackReturn:
@@ -219,6 +253,8 @@ class DemandLayeringNode(LifecycleNode):
         self._stop_input()
         if self.detector is not None:
             self.detector.release()
+        if self.shared is not None:
+            self.shared.release()
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: State) -> TransitionCallbackReturn:
@@ -231,50 +267,22 @@ class DemandLayeringNode(LifecycleNode):
         return self.on_cleanup(state)
 
     def _stop_input(self) -> None:
-        self._active_since = None
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
-        self.runner.stop()
+        for io in self.streams.values():
+            io.unsubscribe()
 
     def close(self) -> None:
-        """Stop the runner (a running inference is cancelled) and close the detector."""
+        """Stop the runners (a running inference is cancelled) and close the detectors."""
         self._stop_input()
+        if self.shared is not None:
+            self.shared.close()
+            self.shared = None
         self.runner.detach()
         if self.detector is not None:
             self.detector.close()
             self.detector = None
 
-    # -- frames -------------------------------------------------------------------------------
     def _now_ns(self) -> int:
         return self.get_clock().now().nanoseconds
-
-    def _on_image(self, msg: Message) -> None:
-        self._last_frame = time.monotonic()
-        self._received += 1
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        self.runner.offer(msg, stamp, self._now_ns())
-
-    @staticmethod
-    def _to_rgb(msg: Message, s: Settings) -> Any:
-        return conversion.to_rgb(msg, s.max_input_pixels)
-
-    def _publish(self, msg: Message, detections: list[Detection]) -> None:
-        self.det_pub.publish(self._arrays.build(detections, msg.header))
-
-    def _debug_wanted(self) -> bool:
-        return self.debug_pub.get_subscription_count() > 0
-
-    def _publish_debug(self, msg: Message, rgb: Any, detections: list[Detection]) -> None:
-        self.debug_pub.publish(conversion.rgb_to_image(conversion.draw(rgb, detections),
-                                                       msg.header))
-
-    def _frame_stats_wanted(self) -> bool:
-        return self.frame_stats_pub.get_subscription_count() > 0
-
-    def _publish_frame_stats(self, report: FrameReport) -> None:
-        self.frame_stats_pub.publish(diagnostics.frame_stats(
-            report, f'{self.get_fully_qualified_name()}: frame', self._hardware_id))
 
     # -- what the runner says -----------------------------------------------------------------
     def warn(self, kind: str, text: str) -> None:
@@ -291,31 +299,43 @@ class DemandLayeringNode(LifecycleNode):
     # -- parameters ---------------------------------------------------------------------------
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
         """Validate a change once; keep the accepted values for the post-set callback."""
-        changes = {p.name: p.value for p in params if p.name in SPEC}
+        changes = {p.name: p.value for p in params if p.name in self._values}
         if not changes:
             return SetParametersResult(successful=True)
         for name, value in changes.items():
-            reason = check(name, value, self.categories)
+            reason = self._check(name, value)
             if reason:
                 return SetParametersResult(successful=False, reason=reason)
         values = {**self._values, **changes}
-        if self.detector is not None and set(changes) & {*ENGINE, 'auto_tune'}:
-            try:
+        plan = None
+        try:
+            if self.detector is not None and set(changes) & {*ENGINE, 'auto_tune'}:
                 self.detector.validate(engine_from(values))
-            except (EngineError, ValueError) as err:
-                return SetParametersResult(successful=False, reason=str(err))
-        self._pending = (values, set(changes))
+            if self.shared is not None and self.shared.affects(list(changes), values):
+                # planned here, where a budget that cannot hold the streams is refused; handed
+                # to the engines with the new values, before each stream's next frame
+                plan = self.shared.plan(values)
+        except (EngineError, ValueError) as err:
+            return SetParametersResult(successful=False, reason=str(err))
+        self._pending = (values, set(changes), plan)
         if self._apply_on_set:
             self._on_post_set_parameters(params)
         return SetParametersResult(successful=True)
 
     def _on_post_set_parameters(self, params: list[Parameter]) -> None:
-        """Apply what the on-set callback accepted: a new snapshot, and the engine request."""
+        """Apply what the on-set callback accepted: new snapshots, and the engine requests."""
         pending, self._pending = self._pending, None
         if pending is None:
             return
-        values, changed = pending
+        values, changed, plan = pending
         self._values = values
+        if self.stream_names:
+            for s, io in self.streams.items():
+                if any(st.split(n, self.stream_names)[0] in ('', s) for n in changed):
+                    io.runner.update(settings_from(st.view(s, values)))
+            if plan is not None and self.shared is not None:
+                self.shared.apply(*plan)
+            return
         det = self.detector
         reconfigure = None
         if det is not None and not values['auto_tune'] and changed & {*ENGINE, 'auto_tune'}:
@@ -327,43 +347,65 @@ class DemandLayeringNode(LifecycleNode):
                                    f'{applied.budget_bytes / MiB:.1f} MiB from the next frame')
 
     # -- diagnostics --------------------------------------------------------------------------
-    def _publish_diagnostics(self) -> None:
-        now_ns = self._now_ns()
-        frames = self.runner.stats.snapshot(now_ns)
-        engine: dict[str, Any] = {'rss_peak_bytes': resource.getrusage(
+    def _engine_values(self, runner: FrameRunner[Message], det: Detector | None,
+                       engine: str | None = None) -> dict[str, Any]:
+        """A stream's engine figures as its status shows them."""
+        values: dict[str, Any] = {'rss_peak_bytes': resource.getrusage(
             resource.RUSAGE_SELF).ru_maxrss * 1024}
-        det = self.detector
         if det is not None:
-            engine.update(det.stats())
-            engine['model'] = det.name
-            predicted = self.runner.predicted_s
-            engine['predicted_ms'] = predicted * 1e3 if predicted is not None else None
+            values.update(det.stats())
+            values['model'] = det.name
+            if engine is not None:
+                values['engine'] = engine
+            predicted = runner.predicted_s
+            values['predicted_ms'] = predicted * 1e3 if predicted is not None else None
             # auto_tune aims the p90 at the deadline; the p99 says what a deadline needs for
             # fewer than 1% misses
-            for q, v in self.runner.predicted_quantiles_s((0.9, 0.99)).items():
-                engine[f'predicted_ms_p{round(q * 100)}'] = v * 1e3
-            engine['auto_tune'] = bool(self._values['auto_tune'])
-        stamp = self.runner.last_stamp
+            for q, v in runner.predicted_quantiles_s((0.9, 0.99)).items():
+                values[f'predicted_ms_p{round(q * 100)}'] = v * 1e3
+            values['auto_tune'] = bool(self._values['auto_tune'])
+        stamp = runner.last_stamp
         if stamp is not None:
-            engine['clock_offset_s'] = stamp.offset_ns / 1e9
-        engine['deadline_reference'] = str(self.runner.settings.deadline_reference)
-        active = self._active_since is not None
-        topic = self._sub.topic_name if self._sub is not None else ''
-        publishers = self.count_publishers(topic) if topic else 0
-        now = time.monotonic()
-        if publishers != self._input_publishers:
-            self._input_publishers, self._input_publishers_since = publishers, now
-            self._received = 0
-        silent = (now - max(self._active_since, self._last_frame, self._input_publishers_since)
-                  if self._active_since is not None else 0.0)
+            values['clock_offset_s'] = stamp.offset_ns / 1e9
+        values['deadline_reference'] = str(runner.settings.deadline_reference)
+        return values
+
+    def _publish_diagnostics(self) -> None:
         prep = self._preparation
-        st = diagnostics.status(diagnostics.Inputs(
-            name=f'{self.get_fully_qualified_name()}: detector', hardware_id=self._hardware_id,
-            frames=frames, engine=engine, health=self.runner.health.assess(), error=self.error,
-            preparing=prep.progress if prep is not None and not prep.done else None,
-            active=active, topic=topic, publishers=publishers, silent_s=silent,
-            received=self._received))
-        self.diag_pub.publish(diagnostics.array(self.get_clock().now().to_msg(), st))
+        preparing = prep.progress if prep is not None and not prep.done else None
+        shared = self.shared
+        statuses = []
+        for s, io in self.streams.items():
+            if shared is not None:
+                e = shared.engine_of[s]
+                engine = self._engine_values(io.runner, shared.detectors[e], e)
+            else:
+                engine = self._engine_values(io.runner, self.detector)
+            statuses.append(diagnostics.status(io.inputs(engine, self.error, preparing)))
+        if self.stream_names:
+            statuses.append(self._budget_status())
+            if shared is not None:
+                shared.replan_if_due(self._values)
+        self.diag_pub.publish(diagnostics.array(self.get_clock().now().to_msg(), *statuses))
+
+    def _budget_status(self) -> Any:
+        """The status of the budget the streams share."""
+        shared = self.shared
+        budget = self._values['memory_budget_mb']
+        inputs = diagnostics.BudgetInputs(
+            name=f'{self.get_fully_qualified_name()}: memory budget',
+            hardware_id=self._hardware_id,
+            budget_bytes=int(budget * MiB) if budget > 0 else None,
+            auto_tune=bool(self._values['auto_tune']), error=self.error,
+            active=shared is not None and any(io.active_since is not None
+                                              for io in self.streams.values()))
+        if shared is not None:
+            inputs.engines = shared.engine_figures()
+            inputs.streams = shared.stream_counters()
+            inputs.disk_read_bps = shared.disk_read_bps()
+            inputs.unsatisfied = shared.unsatisfied(self._values)
+            inputs.waiting = shared.budget.waiting
+        return diagnostics.budget_status(inputs)
 
 
 def _interrupt(_signum: int, _frame: Any) -> None:

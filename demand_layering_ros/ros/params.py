@@ -8,6 +8,7 @@ the detector spec - so the node's hot path reads attributes, never parameters.
 from __future__ import annotations
 
 from pathlib import Path
+import re
 from typing import Any, Mapping, Sequence
 
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
@@ -72,6 +73,10 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
                          (1, 16384 * 16384, 1)),
     'debug_image': (True, 'publish ~/debug_image (only computed while someone subscribes)',
                     False, None),
+    'streams': ([''], 'camera streams served by this node under one memory budget, e.g. '
+                '[front, rear]: each has its input and outputs under its name (front/image, '
+                'front/detections) and parameters front.model, front.deadline_ms, ...; [""] = '
+                "one unnamed stream with today's topic and parameter names", True, None),
 }
 
 
@@ -117,6 +122,8 @@ def check(name: str, value: Any, categories: Sequence[str] = ()) -> str | None:
     if name == 'input_size' and (len(value) != 2 or min(value) < 0 or
                                  (0 in value and any(value))):
         return f'input_size {list(value)}: [height, width], both positive, or [0, 0]'
+    if name == 'streams':
+        return check_stream_names(value)
     if name == 'class_filter' and categories:
         names = class_names(categories)
         unknown = [c for c in value if c.strip() and c.strip() not in names
@@ -124,6 +131,22 @@ def check(name: str, value: Any, categories: Sequence[str] = ()) -> str | None:
         if unknown:
             return (f'class_filter {unknown}: not classes of this model (class names or ids '
                     f'0..{len(categories) - 1}; names: {", ".join(names)})')
+    return None
+
+
+def check_stream_names(value: Sequence[str]) -> str | None:
+    """Why a ``streams`` list is not acceptable (None when it is)."""
+    names = [n.strip() for n in value if n.strip()]
+    for n in names:
+        # a stream's name starts its topics and its parameters' names: a ROS name token
+        if not re.fullmatch(r'[A-Za-z][A-Za-z0-9_]*', n):
+            return (f'streams: {n!r} is not a valid stream name (a letter, then letters, digits '
+                    'or underscores)')
+        if n in SPEC or n == 'qos_overrides':
+            return f'streams: {n!r} is the name of a node parameter; choose another name'
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        return f'streams: {", ".join(twice)} named more than once'
     return None
 
 

@@ -1,0 +1,237 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""Several engines under one weight budget: the joint plan, and handing it over without overshoot.
+
+A node serving several streams runs one engine (executor) per distinct detector. Without
+auto_tune the node's budget is split among them (``planner.split_budget``: budgets fixed per
+stream honoured, the rest in proportion to what each engine needs); with it,
+``planner.plan_jointly`` finds the least total memory that meets every engine's target.
+
+Executors apply a new configuration before their next inference, each on its own streams'
+frames, so a plan cannot take effect everywhere at once. Engines that shrink get their plan at
+once; one that grows waits, before its next inference, until the memory the others still hold
+leaves it room. The weight memory of all engines together therefore never exceeds the larger of
+the old and the new budget, and is within the new one once every engine has run an inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+import threading
+from typing import Any, Mapping, Protocol, Sequence, TYPE_CHECKING
+
+from ..engine.planner import Demand, JointPlan, plan_for_budget, plan_jointly, split_budget
+from .auto_tune import LOW, TOLERANCE
+from .tuning import key
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..engine.calibrate import Calibrator
+    from ..engine.planner import Plan
+    from ..engine.simulate import Pipeline
+    from ..perception.detections import Detection
+    from ..perception.detector import EngineFigures
+
+DRIFT = 0.1   # auto_tune re-plans when an engine's target moved by more than this share
+
+
+class EnginePort(Protocol):
+    """What the budget needs of an engine (perception.Detector provides it)."""
+
+    @property
+    def calibrator(self) -> 'Calibrator | None': ...
+
+    @property
+    def predicted_s(self) -> float | None: ...
+
+    def apply_plan(self, plan: 'Plan') -> Any: ...
+
+    def weight_bytes(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the joint plan is made for."""
+
+    budget_bytes: int | None      # all engines together; None: their minimums (auto_tune: no cap)
+    fixed: Mapping[str, int] = field(default_factory=dict)   # engine -> its fixed budget
+    targets: Mapping[str, float] | None = None   # engine -> inference time (s); auto_tune only
+
+
+def engine_targets(streams_of: Mapping[str, Sequence[str]],
+                   stream_targets: Mapping[str, float]) -> dict[str, float]:
+    """Each engine's inference target from its streams' targets (wall-clock seconds).
+
+    Streams sharing an engine take turns at it: a frame may wait for one inference of every
+    other stream first, so an engine serving n streams must run within 1/n of the nearest
+    target.
+    """
+    return {e: min(stream_targets[s] for s in streams) / len(streams)
+            for e, streams in streams_of.items()}
+
+
+def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request) -> JointPlan:
+    """The plan per engine for ``req``; ValueError saying why when the budget cannot hold it."""
+    for e, b in req.fixed.items():
+        least = pipelines[e].min_budget('sequential')
+        if b < least:
+            raise ValueError(f'engine {e}: fixed budget {b / 2**20:.1f} MiB is below its '
+                             f'minimum of {least / 2**20:.1f} MiB ({least} bytes)')
+    if req.targets is None:
+        demands = [Demand(e, p, budget_bytes=req.fixed.get(e)) for e, p in pipelines.items()]
+        budget = req.budget_bytes
+        if budget is None:   # 0: every engine at its pipelined minimum (or its fixed budget)
+            budget = sum(req.fixed.get(e, p.min_budget('pipelined'))
+                         for e, p in pipelines.items())
+        return split_budget(demands, budget)
+    # engines with a fixed budget keep it; the others share what is left, planned jointly
+    plans = {e: plan_for_budget(pipelines[e], b) for e, b in req.fixed.items()}
+    missed = [e for e, p in plans.items() if p.predicted_s > req.targets[e]]
+    free = [Demand(e, p, req.targets[e]) for e, p in pipelines.items() if e not in req.fixed]
+    if free:
+        room = (None if req.budget_bytes is None
+                else req.budget_bytes - sum(p.budget_bytes for p in plans.values()))
+        if room is not None and room < 0:
+            raise ValueError(f'budget {req.budget_bytes} bytes cannot hold the fixed budgets '
+                             f'({req.budget_bytes - room} bytes)')
+        rest = plan_jointly(free, room)
+        plans.update(rest.plans)
+        missed += rest.missed
+    return JointPlan({e: plans[e] for e in pipelines}, tuple(missed))
+
+
+class SharedBudget:
+    """Makes joint plans for the engines and hands them over without exceeding the budget."""
+
+    def __init__(self, engines: Mapping[str, EnginePort]) -> None:
+        self.engines = dict(engines)
+        self.in_force: JointPlan | None = None
+        self.request: Request | None = None
+        self.generation = 0           # plans handed over so far
+        self._lock = threading.Lock()
+        self._given: dict[str, int] = {}          # budget handed to each executor
+        self._handed: dict[str, 'Plan'] = {}
+        self._deferred: dict[str, 'Plan'] = {}    # growth waiting for room
+        self._limit = 0
+
+    def pipelines(self) -> dict[str, 'Pipeline']:
+        """Each engine's calibrated figures."""
+        out = {}
+        for e, engine in self.engines.items():
+            cal = engine.calibrator
+            if cal is None:
+                raise ValueError(f'engine {e} has no profile to plan with')
+            out[e] = cal.pipeline
+        return out
+
+    def plan(self, req: Request) -> JointPlan:
+        """The joint plan for ``req`` (nothing applied); ValueError saying why not."""
+        return joint_plan(self.pipelines(), req)
+
+    def apply(self, joint: JointPlan, req: Request, since: int | None = None) -> bool:
+        """Hand ``joint`` to the engines: shrinking ones at once, growing ones when there is room.
+
+        ``since``: apply only if no other plan was handed over after that generation (a plan
+        made on another thread must not replace a newer one); returns whether it applied.
+        """
+        with self._lock:
+            if since is not None and since != self.generation:
+                return False
+            self.generation += 1
+            self.in_force, self.request = joint, req
+            self._limit = joint.total_bytes
+            self._deferred.clear()
+            for e, plan in joint.plans.items():
+                if plan.budget_bytes <= self._held(e):
+                    self._hand(e, plan)
+                else:
+                    self._deferred[e] = plan
+            self._grow()
+            return True
+
+    def before_inference(self, engine: str) -> None:
+        """Called before ``engine`` infers: its growth is handed over once there is room."""
+        if engine in self._deferred:
+            with self._lock:
+                self._grow()
+
+    @property
+    def waiting(self) -> tuple[str, ...]:
+        """Engines whose larger plan waits for others to shrink first."""
+        return tuple(self._deferred)
+
+    def due(self, targets: Mapping[str, float]) -> bool:
+        """With auto_tune: should the plan in force be made again for ``targets``?
+
+        When an engine's target moved by more than DRIFT since the plan was made, or the
+        calibrated prediction of its configuration leaves the tuner's band: slower than the
+        target (and the plan meant to meet it), or far faster while memory could be saved.
+        """
+        joint, req = self.in_force, self.request
+        if joint is None or req is None or req.targets is None:
+            return False
+        for e, target in targets.items():
+            before = req.targets.get(e)
+            if before is None or abs(target - before) > DRIFT * before:
+                return True
+            predicted = self.engines[e].predicted_s
+            plan = joint.plans[e]
+            if predicted is None or e in req.fixed:
+                continue
+            if predicted > target * (1 + TOLERANCE) and e not in joint.missed:
+                return True
+            least = self.pipelines()[e].min_budget('pipelined')
+            if predicted < target * LOW and plan.budget_bytes > least:
+                return True
+        return False
+
+    def _held(self, e: str) -> int:
+        """What ``e`` may hold until its next inference: its memory now or what it was given."""
+        return max(self.engines[e].weight_bytes(), self._given.get(e, 0))
+
+    def _hand(self, e: str, plan: 'Plan') -> None:
+        # the same configuration again is not handed over: the executor would read its
+        # resident units in again for nothing
+        if e not in self._handed or key(self._handed[e]) != key(plan):
+            self.engines[e].apply_plan(plan)
+        self._handed[e] = plan
+        self._given[e] = plan.budget_bytes
+
+    def _grow(self) -> None:
+        """Hand over each deferred growth the others' memory leaves room for (lock held)."""
+        for e, plan in list(self._deferred.items()):
+            others = sum(self._held(f) for f in self.engines if f != e)
+            if others + plan.budget_bytes <= self._limit:
+                self._hand(e, plan)
+                del self._deferred[e]
+
+
+class StreamEngine:
+    """One stream's view of a shared engine (the runner's detector): the budget goes first."""
+
+    def __init__(self, detector: Any, budget: SharedBudget, engine: str) -> None:
+        self.detector = detector
+        self.budget = budget
+        self.engine = engine
+
+    @property
+    def predicted_s(self) -> float | None:
+        """The engine's calibrated prediction for the configuration in force."""
+        return self.detector.predicted_s
+
+    def detect(self, rgb: 'np.ndarray', **kwargs: Any) -> list['Detection']:
+        """Detect after handing the engine a plan that was waiting for room."""
+        self.budget.before_inference(self.engine)
+        return self.detector.detect(rgb, **kwargs)
+
+    def remaining_s(self) -> float:
+        """Predicted compute still to come in the engine's running inference."""
+        return float(self.detector.remaining_s())
+
+    def apply_plan(self, plan: 'Plan') -> Any:
+        """Plans come from the shared budget, never from one stream's tuner."""
+        raise RuntimeError('streams sharing a budget are planned jointly')
+
+    def figures(self) -> 'EngineFigures':
+        """The configuration the engine's last inference ran with and its memory now."""
+        return self.detector.figures()

@@ -1,0 +1,178 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""The detectors of a node with streams: engines under one budget, planned from parameters.
+
+This is the glue between the node's accepted parameter values and ``realtime.SharedBudget``:
+what a set of values asks the joint plan for (the node's budget, budgets fixed per stream,
+with auto_tune each engine's target from its streams' deadlines), which streams the plan in
+force cannot serve in time, the figures diagnostics show, and auto_tune's re-plans when the
+targets or the calibrated figures drift (on a thread of their own, between two frames).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+from . import streams as st
+from .params import settings_from
+from ..engine.planner import JointPlan
+from ..perception.detector import Detector
+from ..realtime.runner import FrameRunner
+from ..realtime.shared_budget import engine_targets, Request, SharedBudget, StreamEngine
+
+MiB = 2 ** 20
+# parameters whose change makes a new joint plan (deadlines only with auto_tune)
+BUDGET_PARAMS = ('memory_budget_mb', 'auto_tune')
+
+
+class SharedEngines:
+    """Engines (one detector each) serving the node's streams within one budget."""
+
+    def __init__(self, engines: Sequence[st.Engine], detectors: Sequence[Detector],
+                 runners: Mapping[str, FrameRunner[Any]], info: Callable[[str], None]) -> None:
+        self.engines = {e.name: e for e in engines}
+        self.detectors = {e.name: d for e, d in zip(engines, detectors)}
+        self.engine_of = {s: e.name for e in engines for s in e.streams}
+        self.runners = dict(runners)
+        self.stream_names = tuple(self.engine_of)
+        self.budget = SharedBudget(self.detectors)
+        self._info = info
+        self._replanning: threading.Thread | None = None
+        self._peaks: dict[str, int] = {}
+        self._read = (time.monotonic(), self._bytes_read())
+        for s, runner in self.runners.items():
+            e = self.engine_of[s]
+            runner.attach(StreamEngine(self.detectors[e], self.budget, e), None)
+
+    # -- planning -----------------------------------------------------------------------------
+    def affects(self, changed: Sequence[str], values: Mapping[str, Any]) -> bool:
+        """Whether a change of ``changed`` needs a new joint plan."""
+        for name in changed:
+            base = st.split(name, self.stream_names)[1]
+            if base in BUDGET_PARAMS or (values['auto_tune'] and base == 'deadline_ms'):
+                return True
+        return False
+
+    def stream_targets(self, values: Mapping[str, Any]) -> dict[str, float]:
+        """Each stream's inference target (wall-clock s): its deadline less the time outside."""
+        return {s: self.runners[s].tuning.target_s(settings_from(st.view(s, values)))
+                for s in self.stream_names}
+
+    def request(self, values: Mapping[str, Any]) -> Request:
+        """What the joint plan is made for, from parameter values."""
+        budget = values['memory_budget_mb']
+        fixed: dict[str, int] = {}
+        for s, e in self.engine_of.items():
+            own = values[st.parameter(s, 'memory_budget_mb')]
+            if own > 0:   # streams sharing an engine: the largest fixed budget applies
+                fixed[e] = max(fixed.get(e, 0), int(own * MiB))
+        targets = None
+        if values['auto_tune']:
+            targets = engine_targets({e.name: e.streams for e in self.engines.values()},
+                                     self.stream_targets(values))
+        return Request(int(budget * MiB) if budget > 0 else None, fixed, targets)
+
+    def plan(self, values: Mapping[str, Any]) -> tuple[JointPlan, Request]:
+        """The joint plan for ``values`` (nothing applied); ValueError saying why not."""
+        req = self.request(values)
+        return self.budget.plan(req), req
+
+    def apply(self, joint: JointPlan, req: Request, since: int | None = None) -> bool:
+        """Hand a joint plan to the engines (see SharedBudget.apply) and say what it is."""
+        if not self.budget.apply(joint, req, since):
+            return False
+        parts = [f'{e}: {p.mode} within {p.budget_bytes / MiB:.1f} MiB'
+                 + (f' (target {req.targets[e] * 1e3:.0f} ms, predicted '
+                    f'{p.predicted_s * 1e3:.0f} ms)' if req.targets else '')
+                 for e, p in joint.plans.items()]
+        self._info(f'joint plan, {joint.total_bytes / MiB:.1f} MiB in all: ' + '; '.join(parts)
+                   + (f'; targets missed: {", ".join(joint.missed)}' if joint.missed else ''))
+        return True
+
+    def replan_if_due(self, values: Mapping[str, Any]) -> None:
+        """With auto_tune: re-plan on a thread of its own when targets or figures drifted."""
+        if not values['auto_tune'] or (self._replanning is not None
+                                       and self._replanning.is_alive()):
+            return
+        req = self.request(values)
+        if req.targets is None or not self.budget.due(req.targets):
+            return
+        since = self.budget.generation
+
+        def replan() -> None:
+            try:
+                # a plan of the parameters made meanwhile is newer: this one is dropped
+                self.apply(self.budget.plan(req), req, since)
+            except Exception as err:  # noqa: BLE001 - the plan in force is kept
+                self._info(f'joint plan failed ({type(err).__name__}: {err}); the plan in '
+                           'force is kept')
+        self._replanning = threading.Thread(target=replan, name='dl-joint-plan', daemon=True)
+        self._replanning.start()
+
+    # -- what diagnostics show ----------------------------------------------------------------
+    def unsatisfied(self, values: Mapping[str, Any]) -> dict[str, str]:
+        """Streams whose deadline the configuration in force is predicted to miss, and why."""
+        targets = self.stream_targets(values)
+        out = {}
+        for s, e in self.engine_of.items():
+            predicted = self.detectors[e].predicted_s
+            n = len(self.engines[e].streams)
+            if predicted is not None and predicted * n > targets[s]:
+                turns = f' x {n} streams taking turns' if n > 1 else ''
+                out[s] = (f'engine {e} predicts {predicted * 1e3:.0f} ms{turns}, '
+                          f'{targets[s] * 1e3:.0f} ms available')
+        return out
+
+    def engine_figures(self) -> dict[str, dict[str, Any]]:
+        """Per engine: model, streams, configuration, weight memory, prediction, target."""
+        req = self.budget.request
+        out = {}
+        for e, det in self.detectors.items():
+            s = det.stats()
+            self._peaks[e] = max(self._peaks.get(e, 0), int(s['weight_bytes_peak']))
+            predicted = det.predicted_s
+            fig: dict[str, Any] = {
+                'model': det.name, 'streams': ','.join(self.engines[e].streams),
+                'mode': s['mode'], 'budget_bytes': s['budget_bytes'],
+                'weight_bytes': s['weight_bytes'], 'weight_bytes_peak': self._peaks[e],
+                'total_bytes': s['total_bytes'],
+                'predicted_ms': predicted * 1e3 if predicted is not None else ''}
+            if req is not None and req.targets is not None:
+                fig['target_ms'] = req.targets[e] * 1e3
+            out[e] = fig
+        return out
+
+    def stream_counters(self) -> dict[str, dict[str, float]]:
+        """Per stream: frames processed, deadline misses and stale drops so far."""
+        out = {}
+        for s, runner in self.runners.items():
+            counts = runner.stats.counts
+            out[s] = {k: float(counts[k]) for k in ('processed', 'deadline_missed',
+                                                    'dropped_stale')}
+        return out
+
+    def disk_read_bps(self) -> float:
+        """Bytes per second all engines read since the last call."""
+        now, total = time.monotonic(), self._bytes_read()
+        t0, b0 = self._read
+        self._read = (now, total)
+        return (total - b0) / (now - t0) if now > t0 else 0.0
+
+    def _bytes_read(self) -> int:
+        return sum(d.bytes_read for d in self.detectors.values())
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def release(self) -> None:
+        """Give every engine's weight memory back (lifecycle deactivate)."""
+        for det in self.detectors.values():
+            det.release()
+
+    def close(self) -> None:
+        """Close every engine (after a re-plan under way)."""
+        if self._replanning is not None:
+            self._replanning.join(timeout=30)
+        for runner in self.runners.values():
+            runner.detach()
+        for det in self.detectors.values():
+            det.close()

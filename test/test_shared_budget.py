@@ -1,0 +1,149 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""One budget for several engines, without ROS: joint plans, targets, handing plans over."""
+
+from types import SimpleNamespace
+
+import pytest
+
+from demand_layering_ros.engine import planner
+from demand_layering_ros.engine.policy import Layout
+from demand_layering_ros.engine.simulate import Pipeline
+from demand_layering_ros.realtime.shared_budget import (engine_targets, joint_plan, Request,
+                                                        SharedBudget, StreamEngine)
+
+B = 4096
+
+
+def pipe(units: int, read: float = 0.01, compute: float = 0.01) -> Pipeline:
+    layout = Layout((B,) * units, tuple(range(units)), ((),) * units)
+    return Pipeline(layout, (read,) * units, (compute,) * units)
+
+
+# b is I/O bound: each page held resident saves some of its 0.25 s at the pipelined minimum
+SMALL, LARGE = pipe(8), pipe(12, read=0.02)
+
+
+class FakeEngine:
+    """An executor's budget side: a plan is taken now and applied at the next inference."""
+
+    def __init__(self, pipeline: Pipeline, held: int = 0) -> None:
+        self.calibrator = SimpleNamespace(pipeline=pipeline)
+        self.predicted_s = None
+        self.held = held
+        self.pending = None
+        self.handed = []
+
+    def apply_plan(self, plan):
+        self.handed.append(plan)
+        self.pending = plan
+
+    def weight_bytes(self):
+        return self.held
+
+    def infer(self):
+        if self.pending is not None:
+            self.held, self.pending = self.pending.budget_bytes, None
+
+
+def test_without_targets_the_budget_is_split_and_fixed_budgets_kept():
+    pipes = {'a': SMALL, 'b': LARGE}
+    joint = joint_plan(pipes, Request(10 * B))
+    assert joint.total_bytes <= 10 * B and not joint.missed
+    # each its pipelined minimum, the rest in proportion to what it needs beyond it
+    assert joint.plans['b'].budget_bytes > joint.plans['a'].budget_bytes >= 2 * B
+    fixed = joint_plan(pipes, Request(10 * B, {'a': 4 * B}))
+    assert fixed.plans['a'].budget_bytes == 4 * B and fixed.total_bytes <= 10 * B
+    # 0 (None): every engine at its pipelined minimum
+    least = joint_plan(pipes, Request(None))
+    assert [p.budget_bytes for p in least.plans.values()] == [2 * B, 2 * B]
+    with pytest.raises(ValueError, match='minimums'):
+        joint_plan(pipes, Request(3 * B))
+    with pytest.raises(ValueError, match='engine a: fixed budget'):
+        joint_plan(pipes, Request(10 * B, {'a': B // 2}))
+
+
+def test_with_targets_the_least_memory_meeting_them_or_the_misses_named():
+    pipes = {'a': SMALL, 'b': LARGE}
+    targets = {'a': 1.0, 'b': 0.18}
+    joint = joint_plan(pipes, Request(None, targets=targets))
+    assert not joint.missed
+    assert joint.plans['a'].budget_bytes <= 2 * B   # a loose target: the least memory
+    least_b = planner.plan_for_deadline(LARGE, 0.18)[0]
+    assert joint.plans['b'].budget_bytes == least_b.budget_bytes > 5 * B
+    assert joint.plans['b'].predicted_s <= 0.18
+    capped = joint_plan(pipes, Request(6 * B, targets=targets))
+    assert capped.missed == ('b',) and capped.total_bytes <= 6 * B
+    # a fixed engine keeps its budget; its target is judged too
+    fixed = joint_plan(pipes, Request(None, {'b': 2 * B}, targets=targets))
+    assert fixed.plans['b'].budget_bytes == 2 * B and fixed.missed == ('b',)
+
+
+def test_an_engine_serving_n_streams_must_run_within_a_share_of_their_nearest_target():
+    targets = engine_targets({'front+rear': ('front', 'rear'), 'side': ('side',)},
+                             {'front': 0.3, 'rear': 0.2, 'side': 0.5})
+    assert targets == {'front+rear': pytest.approx(0.1), 'side': pytest.approx(0.5)}
+
+
+def test_a_reshuffle_never_holds_more_than_the_larger_budget():
+    engines = {'a': FakeEngine(SMALL), 'b': FakeEngine(LARGE)}
+    budget = SharedBudget(engines)
+    first = joint_plan(budget.pipelines(), Request(10 * B))
+    assert budget.apply(first, Request(10 * B))
+    for e in engines.values():
+        e.infer()
+    before = {n: e.held for n, e in engines.items()}
+    # a grows to 6 pages, b must shrink to 4 first
+    req = Request(10 * B, {'a': 6 * B})
+    second = joint_plan(budget.pipelines(), req)
+    assert budget.apply(second, req)
+    assert engines['b'].pending.budget_bytes == 4 * B   # the shrinking one at once
+    assert engines['a'].pending is None and budget.waiting == ('a',)
+    budget.before_inference('a')        # b still holds its old memory: a waits
+    engines['a'].infer()
+    assert engines['a'].held == before['a'] and budget.waiting == ('a',)
+    assert sum(e.held for e in engines.values()) <= 10 * B
+    engines['b'].infer()                # b shrank: now a gets its plan before its next frame
+    budget.before_inference('a')
+    engines['a'].infer()
+    assert engines['a'].held == 6 * B and not budget.waiting
+    assert sum(e.held for e in engines.values()) <= 10 * B
+    # the same plan again is not handed over (its resident units would be read again)
+    handed = len(engines['a'].handed)
+    budget.apply(second, req)
+    assert len(engines['a'].handed) == handed
+
+
+def test_a_plan_made_meanwhile_wins_over_an_older_one():
+    budget = SharedBudget({'a': FakeEngine(SMALL)})
+    since = budget.generation
+    budget.apply(joint_plan(budget.pipelines(), Request(4 * B)), Request(4 * B))
+    assert not budget.apply(joint_plan(budget.pipelines(), Request(3 * B)), Request(3 * B),
+                            since)
+    assert budget.request.budget_bytes == 4 * B
+
+
+def test_auto_tune_replans_when_a_target_or_the_prediction_drifts():
+    engine = FakeEngine(LARGE)
+    budget = SharedBudget({'b': engine})
+    req = Request(None, targets={'b': 0.18})
+    joint = joint_plan(budget.pipelines(), req)
+    budget.apply(joint, req)
+    engine.predicted_s = joint.plans['b'].predicted_s
+    assert not budget.due({'b': 0.18}) and not budget.due({'b': 0.185})
+    assert budget.due({'b': 0.25})               # the deadline or the time outside moved
+    engine.predicted_s = 0.2                     # the machine got slower
+    assert budget.due({'b': 0.18})
+    engine.predicted_s = 0.1                     # ... or faster: memory to give back
+    assert budget.due({'b': 0.18})
+
+
+def test_a_stream_hands_the_engine_its_waiting_plan_before_it_detects():
+    calls = []
+    budget = SimpleNamespace(before_inference=lambda e: calls.append(('budget', e)))
+    detector = SimpleNamespace(detect=lambda rgb, **kw: calls.append(('detect', kw)) or [],
+                               predicted_s=0.1, remaining_s=lambda: 0.0)
+    engine = StreamEngine(detector, budget, 'front+rear')
+    engine.detect(None, deadline=5.0)
+    assert calls == [('budget', 'front+rear'), ('detect', {'deadline': 5.0})]
+    with pytest.raises(RuntimeError, match='jointly'):
+        engine.apply_plan(None)

@@ -1,0 +1,97 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""Streams without ROS running: names, dotted parameters, per-stream views, engine grouping."""
+
+from pathlib import Path
+
+import pytest
+
+from demand_layering_ros.ros import streams as st
+from demand_layering_ros.ros.params import check, settings_from, SPEC
+
+
+def node_values(**overrides):
+    """The node-wide defaults, as a node with no parameter file declares them."""
+    return {**{n: v[0] for n, v in SPEC.items()}, **overrides}
+
+
+def declared(names, given=None, **node):
+    """What the node declares: the node-wide values, then each stream's (``given`` overrides)."""
+    values = node_values(streams=list(names), **node)
+    for s in names:
+        for name in st.PER_STREAM:
+            p = st.parameter(s, name)
+            values[p] = (given or {}).get(p, st.default(s, name, values))
+    return values
+
+
+def test_names_and_their_refusals():
+    assert st.names(['']) == () and st.names([' front', 'rear ']) == ('front', 'rear')
+    assert check('streams', ['']) is None and check('streams', ['front', 'rear_2']) is None
+    assert 'valid stream name' in check('streams', ['front/left'])
+    assert 'valid stream name' in check('streams', ['2nd'])
+    assert 'more than once' in check('streams', ['front', 'front'])
+    assert 'node parameter' in check('streams', ['model'])
+
+
+def test_stream_parameters_default_to_the_node_wide_ones_except_its_budget_and_store():
+    values = declared(['front', 'rear'], {'rear.model': 'ssd300_vgg16'},
+                      model='ssdlite320_mobilenet_v3_large', deadline_ms=250.0,
+                      memory_budget_mb=40.0, store_path='/stores/ssdlite.dls')
+    assert values['front.deadline_ms'] == values['rear.deadline_ms'] == 250.0
+    # a stream's budget is an override of its share, not a copy of the whole budget
+    assert values['front.memory_budget_mb'] == values['rear.memory_budget_mb'] == 0.0
+    # the node's store holds the node's model: a stream with another model gets its own
+    assert values['front.store_path'] == '/stores/ssdlite.dls'
+    assert values['rear.store_path'] == ''
+    d = st.descriptor('front', 'deadline_ms')
+    assert d.name == 'front.deadline_ms' and d.floating_point_range[0].from_value == 1.0
+    assert st.descriptor('front', 'model').read_only
+    assert not st.descriptor('front', 'memory_budget_mb').read_only
+
+
+def test_split_and_view():
+    names = ('front', 'rear')
+    assert st.split('front.deadline_ms', names) == ('front', 'deadline_ms')
+    assert st.split('deadline_ms', names) == ('', 'deadline_ms')
+    assert st.split('side.deadline_ms', names) == ('', 'side.deadline_ms')   # not a stream
+    assert st.split('front.auto_tune', names) == ('', 'front.auto_tune')     # not per stream
+    values = declared(names, {'rear.deadline_ms': 90.0, 'rear.class_filter': ['person']})
+    rear = st.view('rear', values)
+    assert rear['deadline_ms'] == 90.0 and rear['auto_tune'] == values['auto_tune']
+    s = settings_from(rear)
+    assert s.deadline_ms == 90.0 and s.class_filter == ('person',)
+    assert st.view('', values) == values
+
+
+def test_engines_group_streams_with_the_same_detector(tmp_path):
+    same = declared(['front', 'rear', 'side'], {'side.model': 'ssdlite320_mobilenet_v3_large'},
+                    model='fasterrcnn_mobilenet_v3_large_320_fpn',
+                    store_path=str(tmp_path / 'frcnn.dls'), memory_budget_mb=64.0)
+    engines = st.engines(('front', 'rear', 'side'), same)
+    assert [(e.name, e.streams) for e in engines] == [
+        ('front+rear', ('front', 'rear')), ('side', ('side',))]
+    assert engines[0].spec.store_path == tmp_path / 'frcnn.dls'
+    assert engines[1].spec.model == 'ssdlite320_mobilenet_v3_large'
+    # until the joint plan: the least memory, whatever the node's budget
+    assert engines[0].spec.engine.budget_bytes is None
+    # another input size, device or store is another engine
+    for name, value in (('input_size', [240, 320]), ('device', 'cuda:0'),
+                        ('store_path', str(tmp_path / 'other.dls'))):
+        values = {**same, f'rear.{name}': value}
+        assert len(st.engines(('front', 'rear', 'side'), values)) == 3, name
+
+
+def test_one_store_file_for_two_detectors_is_refused(tmp_path):
+    store = str(tmp_path / 'one.dls')
+    values = declared(['front', 'rear'], {'front.store_path': store, 'rear.store_path': store,
+                                          'rear.weights': str(tmp_path / 'mine.safetensors')})
+    with pytest.raises(ValueError, match='one store file'):
+        st.engines(('front', 'rear'), values)
+
+
+def test_without_streams_one_unnamed_engine_as_before():
+    values = node_values(memory_budget_mb=12.0)
+    (engine,) = st.engines((), values)
+    assert engine.name == '' and engine.streams == ('',)
+    assert engine.spec.engine.budget_bytes == 12 * 2 ** 20   # the single stream's own request
+    assert Path(engine.spec.store_path).name.startswith(values['model'])
