@@ -1,6 +1,8 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """The auto-tuner: least memory for the deadline, re-planning when a plan leaves its band."""
 
+import pytest
+
 from demand_layering_ros.engine.policy import Layout
 from demand_layering_ros.engine.simulate import Pipeline
 from demand_layering_ros.realtime.auto_tune import AutoTuner, LOW, WINDOW
@@ -44,3 +46,22 @@ def test_a_faster_machine_gives_memory_back_and_nothing_oscillates():
     tuner.observe(0.0)
     assert not any(tuner.observe(smaller.predicted_s * tuner.state.ratio)
                    for _ in range(10 * WINDOW))
+
+
+def test_each_mode_keeps_its_own_correction():
+    tuner = AutoTuner(IO_BOUND)
+    seq = tuner.plan(100.0, None)
+    assert seq.mode == 'sequential'
+    tuner.observe(0.0)
+    for _ in range(WINDOW):
+        tuner.observe(seq.predicted_s * 1.4)   # sequential runs slower than the model says
+    assert tuner.ratio('sequential', 0.5) == pytest.approx(1.4)
+    assert tuner.ratio('preload', 0.5) == pytest.approx(1.4)   # nothing else known yet
+    pre = tuner.plan(4.0, None)                # only preload meets 4 s; no preload frame yet
+    assert pre.mode == 'preload' and not tuner.state.met   # judged with the only ratio known
+    tuner.observe(0.0)
+    for _ in range(WINDOW):
+        tuner.observe(pre.predicted_s * 1.0)   # preloaded, the model is right
+    assert tuner.ratio('preload', 0.5) == pytest.approx(1.0)
+    assert tuner.ratio('sequential', 0.5) == pytest.approx(1.4)
+    assert tuner.plan(4.0, None).mode == 'preload' and tuner.state.met

@@ -10,7 +10,7 @@ predicted delay) from the minimum to all-resident.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .simulate import Pipeline, Prediction, simulate
 
@@ -119,33 +119,38 @@ def _shapes(p: Pipeline, spare: int, base: Prediction) -> list[frozenset[int]]:
 
 
 def plan_for_deadline(p: Pipeline, target_s: float, max_budget: int | None = None,
-                      resolution: int | None = None) -> tuple[Plan, bool]:
+                      resolution: int | None = None,
+                      correction: Callable[[str], float] | None = None) -> tuple[Plan, bool]:
     """The least budget whose plan's predicted delay is at most ``target_s``.
 
-    The budget is bisected (each step a quick plan, the answer refined) to within
-    ``resolution`` bytes (default 1/128 of the range). Returns (plan, met). When no budget up
-    to ``max_budget`` meets the target, the plan at ``max_budget`` (the fastest allowed) is
-    returned with met False.
+    ``correction(mode)`` scales a plan's prediction before it is compared (what a running
+    node measured against the model, per mode). The budget is bisected (each step a quick
+    plan, the answer refined) to within ``resolution`` bytes (default 1/128 of the range).
+    Returns (plan, met). When no budget up to ``max_budget`` meets the target, the plan at
+    ``max_budget`` (the fastest allowed) is returned with met False.
     """
+    def meets(plan: Plan) -> bool:
+        return plan.predicted_s * (correction(plan.mode) if correction else 1.0) <= target_s
+
     top = p.min_budget('preload')
     hi = min(top, max_budget if max_budget is not None else top)
     best = plan_for_budget(p, hi)
-    if best.predicted_s > target_s:
+    if not meets(best):
         return best, False
     lo = p.min_budget('sequential')
     low_plan = plan_for_budget(p, lo)
-    if low_plan.predicted_s <= target_s:
+    if meets(low_plan):
         return low_plan, True
     step = resolution or max(1, (hi - lo) // 128)
     while hi - lo > step:  # invariant: plan(hi) meets the target, plan(lo) does not
         mid = (lo + hi) // 2
         plan = plan_for_budget(p, mid, refine=QUICK_STEPS)
-        if plan.predicted_s <= target_s:
+        if meets(plan):
             hi, best = mid, plan
         else:
             lo = mid
     final = plan_for_budget(p, hi)
-    return (final if final.predicted_s <= best.predicted_s else best), True
+    return (final if meets(final) and final.predicted_s <= best.predicted_s else best), True
 
 
 def pareto_curve(p: Pipeline, points: int = 24) -> list[Plan]:

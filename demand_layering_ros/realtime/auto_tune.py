@@ -2,12 +2,15 @@
 """Auto-tuning: the least weight memory whose predicted delay meets the deadline, kept true.
 
 The planner predicts from the calibrated model (``engine.calibrate``); what the model still
-misses is kept as measured / predicted over recent frames. A plan aims the 90th percentile of
-that ratio at the target, so nine frames in ten meet it even when the model is a little off.
-The tuner re-plans when the calibrated 90th-percentile delay of the plan in force leaves its band:
-above the target (frames would miss: more memory), or far below it while memory could be given
-back. A band with room between its edges, a window of frames before any judgement and the
-frame that brings a new plan's resident units in left out keep it from oscillating.
+misses is kept, per execution mode, as measured / predicted over recent frames (a node busy
+with a camera stream runs sequential and pipelined configurations slower than its idle profile
+says, preloaded ones hardly at all). A plan aims the 90th percentile of its mode's ratio at the
+target, so nine frames in ten meet it even when the model is a little off. The tuner re-plans
+when the delay of the plan in force, judged at the 70th percentile of a window of six frames
+(one or two slow frames do not count, a slower machine does), leaves its band: above the
+target (frames would miss: more memory), or far below it while memory could be given back.
+The band's room between its edges, the window and leaving out the frame that brings a new
+plan's resident units in keep it from oscillating.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ from ..engine.calibrate import Calibrator
 from ..engine.planner import Plan, plan_for_deadline
 from ..engine.simulate import Pipeline, simulate
 
-WINDOW = 8          # frames measured under a plan before it is judged
+WINDOW = 6          # frames measured under a plan before it is judged (a change of the
+#                     machine's speed is acted on within about this many frames)
+JUDGED = 0.7        # ... at this quantile of the window (one or two slow frames do not count)
 QUANTILE = 0.9      # plans aim this quantile of measured / predicted at the target
 TOLERANCE = 0.02    # re-plan for speed when the quantile's delay is above target * (1 + this)
 LOW = 0.8           # re-plan to give memory back when it is below target * this
-HISTORY = 50        # ratios kept (they describe the model's error, across plans)
+HISTORY = 200       # ratios kept per mode (the model's error across plans; enough for a p99)
 
 
 @dataclass
@@ -34,7 +39,7 @@ class TunerState:
 
     plan: Plan | None = None
     met: bool = True
-    ratio: float = 1.0     # measured / predicted at QUANTILE when the plan was made
+    ratio: float = 1.0     # measured / predicted at QUANTILE for the plan's mode, when made
     replans: int = 0
     target_s: float = 0.0
 
@@ -45,25 +50,38 @@ class AutoTuner:
     def __init__(self, model: Pipeline | Calibrator) -> None:
         self.calibrator = model if isinstance(model, Calibrator) else Calibrator(model)
         self.state = TunerState()
-        self._ratios: deque[float] = deque(maxlen=HISTORY)
+        self._ratios: dict[str, deque[float]] = {}
         self._judged = 0     # frames measured under the plan in force
         self._skip = 0       # frames not to judge (the one that applies the plan)
 
     def plan(self, target_s: float, max_budget: int | None) -> Plan:
         """Plan for an inference time of ``target_s`` at the QUANTILE of recent frames."""
         st = self.state
-        ratio = self._quantile(QUANTILE)
-        plan, met = plan_for_deadline(self.calibrator.pipeline, target_s / ratio, max_budget)
-        st.plan, st.met, st.target_s, st.ratio = plan, met, target_s, ratio
+        plan, met = plan_for_deadline(self.calibrator.pipeline, target_s, max_budget,
+                                      correction=lambda mode: self.ratio(mode, QUANTILE))
+        st.plan, st.met, st.target_s = plan, met, target_s
+        st.ratio = self.ratio(plan.mode, QUANTILE)
         st.replans += 1
         self._judged = 0
         self._skip = 1   # the next frame applies the plan: it reads the resident units in
         return plan
 
+    def ratio(self, mode: str, q: float, recent: int | None = None) -> float:
+        """Measured / predicted at quantile ``q`` for ``mode`` (all modes' until it has some).
+
+        Before any frame at all: 1.0 (the calibrated model as it is).
+        """
+        ratios = list(self._ratios.get(str(mode), ()))
+        if not ratios:
+            ratios = [r for d in self._ratios.values() for r in d]
+        if recent:
+            ratios = ratios[-recent:]
+        return float(np.quantile(ratios, q)) if ratios else 1.0
+
     def predicted_s(self, q: float = 0.5) -> float | None:
         """The plan in force's delay at quantile ``q`` of recent frames (calibrated model)."""
         plan = self.state.plan
-        return None if plan is None else self._model_s(plan) * self._quantile(q)
+        return None if plan is None else self._model_s(plan) * self.ratio(plan.mode, q)
 
     def observe(self, measured_s: float) -> bool:
         """Record one measured inference; True when a re-plan is due (left the band)."""
@@ -77,13 +95,16 @@ class AutoTuner:
         model = self._model_s(plan)
         if model <= 0:
             return False
-        self._ratios.append(measured_s / model)
+        self._ratios.setdefault(str(plan.mode), deque(maxlen=HISTORY)).append(
+            measured_s / model)
         self._judged += 1
         if self._judged < WINDOW:
             return False
-        expected = model * self._quantile(QUANTILE, recent=WINDOW)
+        expected = model * self.ratio(plan.mode, JUDGED, recent=WINDOW)
         slow = expected > st.target_s * (1 + TOLERANCE) and st.met
         spare = expected < st.target_s * LOW and plan.budget_bytes > self._least_budget()
+        if slow or spare:
+            self._judged = 0   # judged again on a fresh window, whatever the caller does
         return slow or spare
 
     def _model_s(self, plan: Plan) -> float:
@@ -92,10 +113,6 @@ class AutoTuner:
                             plan.resident, plan.prefetch_depth).latency_s
         except ValueError:
             return 0.0
-
-    def _quantile(self, q: float, recent: int | None = None) -> float:
-        ratios = list(self._ratios)[-recent:] if recent else list(self._ratios)
-        return float(np.quantile(ratios, q)) if ratios else 1.0
 
     def _least_budget(self) -> int:
         p = self.calibrator.pipeline
