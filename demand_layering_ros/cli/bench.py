@@ -94,7 +94,9 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
             'bytes_read_per_frame': stats.get('bytes_read_per_inference', 0),
             'stall_ms_per_frame': stats.get('stall_seconds', 0) * 1e3 / max(
                 1, stats.get('inferences', 1)), 'device': stats.get('device'),
-            'calibrated_latency_ms': pred.get('calibrated_ms')}
+            'calibrated_latency_ms': pred.get('calibrated_ms'),
+            'checksum_ms_per_frame': stats.get('checksum_seconds_per_inference', 0) * 1e3,
+            'verify_cycle_frames': stats.get('verify_cycle_frames')}
 
 
 def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:

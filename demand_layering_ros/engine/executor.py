@@ -101,7 +101,7 @@ class DemandLayeredModel:
         self.record_every = record_every or (10 if self.device.type == 'cuda' else 1)
         self._peak = 0
         self._maps_applied = 0
-        self._since_apply = (0, 0)
+        self._since_apply: tuple[int, int, float] = (0, 0, 0.0)
         self._config = self.validate(mode=mode, budget_bytes=budget_bytes, resident=resident,
                                      prefetch_depth=prefetch_depth)
         self._pending: Config | None = self._config
@@ -200,7 +200,8 @@ class DemandLayeredModel:
             self._binder.bind(u, self._loader.views(Region.RESIDENT, u, u,
                                                     plan.resident_offsets[u]), ('res', u))
         self._maps_applied = self._loader.maps
-        self._since_apply = (self._loader.reader.bytes_read, self._counters['inferences'])
+        self._since_apply = (self._loader.reader.bytes_read, self._counters['inferences'],
+                             self.integrity.check_seconds)
         self._peak = self._loader.weight_bytes
         self._loader.counters.update(on_demand_loads=0, stall_seconds=0.0)
         self._counters['aborted'] = 0
@@ -484,6 +485,7 @@ class DemandLayeredModel:
         r = self._loader.reader
         c = self._loader.counters
         self._peak = max(self._peak, self._loader.weight_bytes)
+        since = max(1, self._counters['inferences'] - self._since_apply[1])
         return {
             'mode': str(cfg.mode),
             'budget_bytes': cfg.budget_bytes,
@@ -496,8 +498,9 @@ class DemandLayeredModel:
             'largest_unit_bytes': self.store.largest_unit_bytes,
             'units': len(self.store.units),
             'bytes_read': r.bytes_read,
-            'bytes_read_per_inference': (r.bytes_read - self._since_apply[0]) / max(
-                1, self._counters['inferences'] - self._since_apply[1]),
+            'bytes_read_per_inference': (r.bytes_read - self._since_apply[0]) / since,
+            'checksum_seconds_per_inference': (self.integrity.check_seconds
+                                               - self._since_apply[2]) / since,
             'read_seconds': r.busy_seconds,
             'read_bandwidth_bps': r.bandwidth_bps,
             'reads': r.reads,
