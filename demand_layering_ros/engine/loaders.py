@@ -210,18 +210,7 @@ class Loader:
 
     def verify_all(self) -> None:
         """Check every unit's checksum, streaming the store through one unit-sized buffer."""
-        buf = HostArena()
-        try:
-            buf.resize(max(u.nbytes for u in self.store.units))
-            for unit in self.store.units:
-                view = buf.view(0, unit.nbytes)
-                try:
-                    self.reader.read(unit.offset, view, unit.name)
-                    self._check(unit.index, view)
-                finally:
-                    view.release()
-        finally:
-            buf.release()
+        self.verify_units({u.index for u in self.store.units})
         self._verified = True
 
     def verify_units(self, units: set[int]) -> None:
