@@ -3,7 +3,9 @@
 
 ``ros2 launch demand_layering_ros demand_layering.launch.py image:=/camera/image_raw
 namespace:=front model:=ssd300_vgg16`` - model, weights and device, when given, override the
-parameter file; the file (keyed ``/**``) applies under any namespace. The Fast DDS profile for
+parameter file; the file (keyed ``/**``) applies under any namespace. Several cameras: a
+parameter file with ``streams`` (``config/two_cameras.yaml``) and ``image:='front:=/cam_front/
+image_raw rear:=/cam_rear/image_raw'`` (each stream's input remapped). The Fast DDS profile for
 camera-sized frames is set for every process this launch starts (see the profile's comment):
 start the camera from here too, or export the variable in the camera's shell.
 """
@@ -26,7 +28,8 @@ def generate_launch_description():
     config = os.path.join(get_package_share_directory('demand_layering_ros'), 'config')
     return LaunchDescription([
         DeclareLaunchArgument('image', default_value='image',
-                              description='camera topic to subscribe to'),
+                              description='camera topic to subscribe to; with streams, '
+                              "STREAM:=TOPIC pairs ('front:=/cam_front/image_raw rear:=...')"),
         DeclareLaunchArgument('namespace', default_value='', description='node namespace'),
         DeclareLaunchArgument('params_file',
                               default_value=os.path.join(config, 'demand_layering.yaml'),
@@ -57,15 +60,25 @@ def launch_setup(context):
         actions.append(SetEnvironmentVariable(dds_profile.variable(), profile))
     overrides = {name: arg(name) for name in OVERRIDES if arg(name)}
     overrides['use_sim_time'] = arg('use_sim_time').lower() in ('true', '1')
-    image = arg('image')
     actions.append(Node(
         package='demand_layering_ros',
         executable='demand_layering_node',
         name='demand_layering_node',
         namespace=arg('namespace'),
         parameters=[arg('params_file'), overrides],
-        remappings=[('image', image), ('image/compressed', image.rstrip('/') + '/compressed')],
+        remappings=remappings(arg('image')),
         arguments=['--ros-args', '--log-level', arg('log_level')],
         output='screen',
     ))
     return actions
+
+
+def remappings(image):
+    """The input remappings: one topic for the single stream, or STREAM:=TOPIC pairs."""
+    pairs = [p.split(':=', 1) for p in image.split()] if ':=' in image else [('', image)]
+    out = []
+    for stream, topic in pairs:
+        under = f'{stream}/' if stream else ''
+        compressed = topic.rstrip('/') + '/compressed'
+        out += [(f'{under}image', topic), (f'{under}image/compressed', compressed)]
+    return out

@@ -101,3 +101,38 @@ def test_launch_overrides_only_what_was_given_and_applies_the_dds_profile(
     assert run(module)[1][0].args[0] == 'FASTRTPS_DEFAULT_PROFILES_FILE'
     monkeypatch.setenv('FASTRTPS_DEFAULT_PROFILES_FILE', '/my/profile.xml')  # the user's wins
     assert [type(a).__name__ for a in run(module)[1]] == ['Node']
+
+
+def test_two_cameras_file_lists_streams_with_valid_parameters():
+    from demand_layering_ros.perception.models import spec
+    from demand_layering_ros.ros import streams as st
+    from demand_layering_ros.ros.params import check
+    params = yaml.safe_load((ROOT / 'config/two_cameras.yaml').read_text())
+    assert list(params) == ['/**']
+    given = params['/**']['ros__parameters']
+    names = st.names(given['streams'])
+    assert names == ('front', 'rear') and check('streams', given['streams']) is None
+    # as the node declares them: node-wide values, then each stream's (file over default)
+    values = {**{n: v[0] for n, v in SPEC.items()},
+              **{k: v for k, v in given.items() if k not in names}}
+    for s in names:
+        assert set(given[s]) <= set(st.PER_STREAM), s
+        for name in st.PER_STREAM:
+            values[st.parameter(s, name)] = given[s].get(name, st.default(s, name, values))
+    for s in names:
+        model = values[st.parameter(s, 'model')]
+        for name in st.PER_STREAM:
+            value = values[st.parameter(s, name)]
+            assert check(name, value, spec(model).categories()) is None, (s, name, value)
+    assert [e.streams for e in st.engines(names, values)] == [('front',), ('rear',)]
+
+
+def test_launch_remaps_each_streams_input(launch_file):
+    module, _share = launch_file
+    _, actions = run(module, image='front:=/cam_front/image_raw rear:=/cam_rear/image_raw/',
+                     dds_profile='')
+    assert actions[-1].kwargs['remappings'] == [
+        ('front/image', '/cam_front/image_raw'),
+        ('front/image/compressed', '/cam_front/image_raw/compressed'),
+        ('rear/image', '/cam_rear/image_raw/'),
+        ('rear/image/compressed', '/cam_rear/image_raw/compressed')]
