@@ -46,7 +46,9 @@ def add_parser(sub: Any) -> None:
                    'then, before any frame of the configuration runs)')
     b.add_argument('--curve-points', type=int, default=3,
                    help='extra measured points along the planner curve')
-    b.set_defaults(func=run_bench)
+    from . import bench_streams   # --streams: two cameras in one node vs two nodes
+    bench_streams.add_arguments(b)
+    b.set_defaults(func=bench_streams.dispatch(run_bench))
 
 
 def _cli(*argv: str, timeout: float = 1800) -> list[dict[str, Any]]:
