@@ -1,0 +1,58 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""``bench --streams`` without running it: the setups' nodes, memory sampling, comparison."""
+
+import argparse
+import os
+from pathlib import Path
+
+from demand_layering_ros.cli import bench_streams as bs
+from demand_layering_ros.cli.main import build_parser
+
+
+def args(*extra: str) -> argparse.Namespace:
+    return build_parser().parse_args(['bench', '--streams', '--json', 'out.json', *extra])
+
+
+def test_the_flag_selects_the_stream_benchmark_and_its_options():
+    a = args('--setups', 'one_node', '--rate', '0.2', '--input-size', '240', '320')
+    assert a.streams and a.setups == ['one_node'] and a.rate == 0.2
+    assert a.input_size == [240, 320] and a.scenarios == list(bs.SCENARIOS)
+    plain = build_parser().parse_args(['bench', '--json', 'out.json'])
+    assert not plain.streams
+
+
+def test_one_node_serves_both_streams_and_the_others_one_each():
+    models = {'front': 'ssdlite320_mobilenet_v3_large', 'rear': 'ssd300_vgg16'}
+    stores = {s: Path(f'/stores/{s}.dls') for s in models}
+    topics = {s: f'/{s}/image_raw' for s in models}
+    (one,) = bs.setup_processes('one_node', models, stores, topics, args())
+    text = ' '.join(one)
+    assert 'streams:=[front, rear]' in text and 'memory_budget_mb:=0.0' in text
+    assert 'rear.model:=ssd300_vgg16' in text and 'front/image:=/front/image_raw' in text
+    assert 'use_sim_time:=true' in text
+    separate = bs.setup_processes('separate', models, stores, topics, args())
+    preloaded = bs.setup_processes('preloaded', models, stores, topics, args())
+    assert len(separate) == len(preloaded) == 2
+    assert '__ns:=/rear' in ' '.join(separate[1]) and 'image:=/rear/image_raw' in separate[1]
+    assert 'execution_mode:=pipelined' in separate[0]
+    assert 'execution_mode:=preload' in preloaded[0]
+
+
+def test_memory_is_read_from_smaps_rollup():
+    pss, rss = bs.rollup(os.getpid())
+    assert 0 < pss <= rss
+    assert bs.rollup(2 ** 22 + 1) == (0, 0)   # gone
+
+
+def test_comparison_says_what_one_node_saves_and_how_fast_its_streams_are():
+    def run(setup, pss, ms):
+        streams = {s: {'inference_ms_p50': ms, 'deadline_missed': 0.0, 'lost': 0.0}
+                   for s in ('front', 'rear')}
+        return {'scenario': 'same', 'setup': setup, 'pss_steady_bytes': pss,
+                'pss_peak_bytes': pss, 'rss_steady_bytes': 2 * pss,
+                'weight_bytes_peak': pss // 100, 'streams': streams}
+    runs = [run('one_node', 1000, 110.0), run('separate', 1500, 100.0)]
+    got = bs.compare(runs)['same']['vs_separate']
+    assert got['pss_steady_saved_bytes'] == 500
+    assert got['inference_p50_ratio'] == {'front': 1.1, 'rear': 1.1}
+    assert 'same' in bs.table(runs) and 'front 110 ms' in bs.table(runs)
