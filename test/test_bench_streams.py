@@ -29,7 +29,9 @@ def test_one_node_serves_both_streams_and_the_others_one_each():
     text = ' '.join(one)
     assert 'streams:=[front, rear]' in text and 'memory_budget_mb:=0.0' in text
     assert 'rear.model:=ssd300_vgg16' in text and 'front/image:=/front/image_raw' in text
-    assert 'use_sim_time:=true' in text
+    assert 'use_sim_time:=true' in text and 'engines_take_turns:=false' in text
+    (turns,) = bs.setup_processes('one_node_turns', models, stores, topics, args())
+    assert 'engines_take_turns:=true' in turns
     separate = bs.setup_processes('separate', models, stores, topics, args())
     preloaded = bs.setup_processes('preloaded', models, stores, topics, args())
     assert len(separate) == len(preloaded) == 2
@@ -52,7 +54,7 @@ def test_comparison_says_what_one_node_saves_and_how_fast_its_streams_are():
                 'pss_peak_bytes': pss, 'rss_steady_bytes': 2 * pss,
                 'weight_bytes_peak': pss // 100, 'streams': streams}
     runs = [run('one_node', 1000, 110.0), run('separate', 1500, 100.0)]
-    got = bs.compare(runs)['same']['vs_separate']
+    got = bs.compare(runs)['same']['one_node']['vs_separate']
     assert got['pss_steady_saved_bytes'] == 500
     assert got['inference_p50_ratio'] == {'front': 1.1, 'rear': 1.1}
     assert 'same' in bs.table(runs) and 'front 110 ms' in bs.table(runs)

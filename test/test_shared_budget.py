@@ -1,6 +1,8 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """One budget for several engines, without ROS: joint plans, targets, handing plans over."""
 
+import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from demand_layering_ros.engine import planner
 from demand_layering_ros.engine.policy import Layout
 from demand_layering_ros.engine.simulate import Pipeline
+from demand_layering_ros.engine.turns import Turns
 from demand_layering_ros.realtime.shared_budget import (engine_targets, joint_plan, Request,
                                                         SharedBudget, StreamEngine)
 
@@ -82,6 +85,10 @@ def test_an_engine_serving_n_streams_must_run_within_a_share_of_their_nearest_ta
     targets = engine_targets({'front+rear': ('front', 'rear'), 'side': ('side',)},
                              {'front': 0.3, 'rear': 0.2, 'side': 0.5})
     assert targets == {'front+rear': pytest.approx(0.1), 'side': pytest.approx(0.5)}
+    # every engine in turns: a frame may wait for every other stream's inference
+    targets = engine_targets({'front+rear': ('front', 'rear'), 'side': ('side',)},
+                             {'front': 0.3, 'rear': 0.2, 'side': 0.6}, in_turns=True)
+    assert targets == {'front+rear': pytest.approx(0.2 / 3), 'side': pytest.approx(0.2)}
 
 
 def test_a_reshuffle_never_holds_more_than_the_larger_budget():
@@ -147,3 +154,36 @@ def test_a_stream_hands_the_engine_its_waiting_plan_before_it_detects():
     assert calls == [('budget', 'front+rear'), ('detect', {'deadline': 5.0})]
     with pytest.raises(RuntimeError, match='jointly'):
         engine.apply_plan(None)
+
+
+def test_engines_in_turns_never_infer_at_once_and_the_nearer_deadline_goes_first():
+    turns = Turns()
+    budget = SimpleNamespace(before_inference=lambda e: None)
+    running, order = [], []
+    gate = threading.Event()
+
+    def detect(name):
+        def run(rgb, **kw):
+            running.append(name)
+            assert len(running) == 1, running   # never two engines at once
+            order.append(name)
+            if name == 'a':
+                gate.wait(5)   # b and c queue meanwhile
+            running.remove(name)
+            return []
+        return run
+    engines = {n: StreamEngine(SimpleNamespace(detect=detect(n)), budget, n, turns,
+                               lambda: True) for n in 'abc'}
+    first = threading.Thread(target=engines['a'].detect, args=(None,), kwargs={'deadline': 1.0})
+    first.start()
+    while not order:
+        time.sleep(0.001)
+    later = [threading.Thread(target=engines[n].detect, args=(None,), kwargs={'deadline': d})
+             for n, d in (('c', 9.0), ('b', 2.0))]
+    for t in later:
+        t.start()
+    time.sleep(0.05)
+    gate.set()
+    for t in (first, *later):
+        t.join(5)
+    assert order == ['a', 'b', 'c']

@@ -3,13 +3,14 @@
 
 Two scenarios - (a) the same detector on two cameras, (b) two different detectors - each run
 as (1) one node with two streams (``streams: [front, rear]``, every engine at its pipelined
-minimum), (2) two single-stream nodes, each at its own pipelined minimum, (3) two preloaded
-single-stream nodes. Every setup replays the same two-camera bag (``bag play --clock``, the
-nodes on use_sim_time) and is measured the same way: the nodes' PSS and RSS summed over their
-processes (``/proc/PID/smaps_rollup``, sampled twice a second while the bag plays: peak and
-steady, the median of the second half), weight memory from diagnostics (the executors' peaks,
-summed), and per stream the inference p50, latency p50, deadline misses and frames lost.
-Stores are exported and profiled once, before any setup runs, so no node exports or profiles.
+minimum; for (b) also with ``engines_take_turns``), (2) two single-stream nodes, each at its
+own pipelined minimum, (3) two preloaded single-stream nodes. Every setup replays the same
+two-camera bag (``bag play --clock``, the nodes on use_sim_time) and is measured the same way:
+the nodes' PSS and RSS summed over their processes (``/proc/PID/smaps_rollup``, sampled twice
+a second while the bag plays: peak and steady, the median of the second half), weight memory
+from diagnostics (the executors' peaks, summed), and per stream the inference p50, latency
+p50, deadline misses and frames lost. Stores are exported and profiled once, before any setup
+runs, so no node exports or profiles.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ import time
 from typing import Any, Callable
 
 SCENARIOS = ('same', 'different')
-SETUPS = ('one_node', 'separate', 'preloaded')
+SETUPS = ('one_node', 'one_node_turns', 'separate', 'preloaded')
+ONE_NODE = ('one_node', 'one_node_turns')
 SAMPLE_S = 0.5          # memory sampling period
 SETTLE_S = 60.0         # after the bag: until every frame is accounted for
 CONFIGURE_S = 600.0     # a node's configure (stores are ready: only loading)
@@ -140,9 +142,10 @@ def setup_processes(setup: str, models: dict[str, str], stores: dict[str, Path],
             if args.input_size else [])
     common = ['-p', f'num_threads:={args.threads}', '-p', f'device:={args.device}',
               '-p', f'deadline_ms:={args.deadline_ms}', *size]
-    if setup == 'one_node':
+    if setup in ONE_NODE:
         ros = [*node_args(topics), *common, '-p', f'streams:=[{", ".join(models)}]',
-               '-p', 'memory_budget_mb:=0.0']
+               '-p', 'memory_budget_mb:=0.0',
+               '-p', f'engines_take_turns:={str(setup == "one_node_turns").lower()}']
         for s in models:
             ros += ['-p', f'{s}.model:={models[s]}', '-p', f'{s}.store_path:={stores[s]}',
                     '-r', f'{s}/image:={topics[s]}']
@@ -295,37 +298,42 @@ def compare(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for scenario in SCENARIOS:
         by = {r['setup']: r for r in runs if r['scenario'] == scenario}
-        one = by.get('one_node')
-        if one is None:
+        for variant in ONE_NODE:
+            one = by.get(variant)
+            if one is not None:
+                out.setdefault(scenario, {})[variant] = _against(one, by)
+    return out
+
+
+def _against(one: dict[str, Any], by: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for other in ('separate', 'preloaded'):
+        r = by.get(other)
+        if r is None:
             continue
-        out[scenario] = {}
-        for other in ('separate', 'preloaded'):
-            r = by.get(other)
-            if r is None:
-                continue
-            ratios = {s: (one['streams'][s]['inference_ms_p50'] /
-                          r['streams'][s]['inference_ms_p50'])
-                      if one['streams'][s]['inference_ms_p50'] and
-                      r['streams'][s]['inference_ms_p50'] else None for s in one['streams']}
-            out[scenario][f'vs_{other}'] = {
-                'pss_steady_saved_bytes': r['pss_steady_bytes'] - one['pss_steady_bytes'],
-                'pss_peak_saved_bytes': r['pss_peak_bytes'] - one['pss_peak_bytes'],
-                'rss_steady_saved_bytes': r['rss_steady_bytes'] - one['rss_steady_bytes'],
-                'weight_saved_bytes': r['weight_bytes_peak'] - one['weight_bytes_peak'],
-                'inference_p50_ratio': ratios}
+        ratios = {s: (one['streams'][s]['inference_ms_p50'] /
+                      r['streams'][s]['inference_ms_p50'])
+                  if one['streams'][s]['inference_ms_p50'] and
+                  r['streams'][s]['inference_ms_p50'] else None for s in one['streams']}
+        out[f'vs_{other}'] = {
+            'pss_steady_saved_bytes': r['pss_steady_bytes'] - one['pss_steady_bytes'],
+            'pss_peak_saved_bytes': r['pss_peak_bytes'] - one['pss_peak_bytes'],
+            'rss_steady_saved_bytes': r['rss_steady_bytes'] - one['rss_steady_bytes'],
+            'weight_saved_bytes': r['weight_bytes_peak'] - one['weight_bytes_peak'],
+            'inference_p50_ratio': ratios}
     return out
 
 
 def table(runs: list[dict[str, Any]]) -> str:
     """One line per setup, for people."""
     MiB = 2 ** 20
-    lines = [f'{"scenario":10} {"setup":10} {"PSS steady":>11} {"PSS peak":>9} '
+    lines = [f'{"scenario":10} {"setup":14} {"PSS steady":>11} {"PSS peak":>9} '
              f'{"RSS steady":>11} {"weights":>8}  per stream: inference p50 / misses / lost']
     for r in runs:
         per = '  '.join(f'{s} {v["inference_ms_p50"] or 0:.0f} ms / '
                         f'{v["deadline_missed"] or 0:.0f} / {v["lost"]:.0f}'
                         for s, v in r['streams'].items())
-        lines.append(f'{r["scenario"]:10} {r["setup"]:10} {r["pss_steady_bytes"] / MiB:9.0f} M'
+        lines.append(f'{r["scenario"]:10} {r["setup"]:14} {r["pss_steady_bytes"] / MiB:9.0f} M'
                      f' {r["pss_peak_bytes"] / MiB:7.0f} M {r["rss_steady_bytes"] / MiB:9.0f} M'
                      f' {r["weight_bytes_peak"] / MiB:6.1f} M  {per}')
     return '\n'.join(lines)
@@ -356,6 +364,8 @@ def run_streams(args: argparse.Namespace) -> int:
         models = {s: m for s, (m, _seed) in scenarios[sc].items()}
         paths = {s: stores[ms] for s, ms in scenarios[sc].items()}
         for setup in args.setups:
+            if setup == 'one_node_turns' and len(set(models.values())) == 1:
+                continue   # one engine: its streams take turns anyway
             print(f'[bench --streams] {sc}: {setup} ...', flush=True)
             runs.append(run_setup(sc, setup, models, paths, bag, args))
             out.write_text(json.dumps({'config': config, 'runs': runs,

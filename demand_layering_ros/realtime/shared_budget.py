@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 import threading
-from typing import Any, Mapping, Protocol, Sequence, TYPE_CHECKING
+from typing import Any, Callable, Mapping, Protocol, Sequence, TYPE_CHECKING
 
 from ..engine.planner import Demand, JointPlan, plan_for_budget, plan_jointly, split_budget
+from ..engine.turns import Turns
 from .auto_tune import LOW, TOLERANCE
 from .tuning import key
 
@@ -59,14 +60,17 @@ class Request:
 
 
 def engine_targets(streams_of: Mapping[str, Sequence[str]],
-                   stream_targets: Mapping[str, float]) -> dict[str, float]:
+                   stream_targets: Mapping[str, float], in_turns: bool = False
+                   ) -> dict[str, float]:
     """Each engine's inference target from its streams' targets (wall-clock seconds).
 
     Streams sharing an engine take turns at it: a frame may wait for one inference of every
     other stream first, so an engine serving n streams must run within 1/n of the nearest
-    target.
+    target. With every engine in turns (``in_turns``), n counts the streams of all engines.
     """
-    return {e: min(stream_targets[s] for s in streams) / len(streams)
+    everyone = sum(len(streams) for streams in streams_of.values())
+    return {e: min(stream_targets[s] for s in streams) / (everyone if in_turns
+                                                          else len(streams))
             for e, streams in streams_of.items()}
 
 
@@ -207,12 +211,21 @@ class SharedBudget:
 
 
 class StreamEngine:
-    """One stream's view of a shared engine (the runner's detector): the budget goes first."""
+    """One stream's view of a shared engine (the runner's detector): the budget goes first.
 
-    def __init__(self, detector: Any, budget: SharedBudget, engine: str) -> None:
+    With ``turns`` (one for all engines, while ``in_turns()`` says so) an inference waits for
+    its turn across every engine, the nearest deadline first, instead of running beside
+    another engine's.
+    """
+
+    def __init__(self, detector: Any, budget: SharedBudget, engine: str,
+                 turns: Turns | None = None,
+                 in_turns: Callable[[], bool] = lambda: False) -> None:
         self.detector = detector
         self.budget = budget
         self.engine = engine
+        self._turns = turns
+        self._in_turns = in_turns
 
     @property
     def predicted_s(self) -> float | None:
@@ -222,7 +235,10 @@ class StreamEngine:
     def detect(self, rgb: 'np.ndarray', **kwargs: Any) -> list['Detection']:
         """Detect after handing the engine a plan that was waiting for room."""
         self.budget.before_inference(self.engine)
-        return self.detector.detect(rgb, **kwargs)
+        if self._turns is None or not self._in_turns():
+            return self.detector.detect(rgb, **kwargs)
+        with self._turns.turn(kwargs.get('deadline')):
+            return self.detector.detect(rgb, **kwargs)
 
     def remaining_s(self) -> float:
         """Predicted compute still to come in the engine's running inference."""

@@ -222,7 +222,8 @@ class DemandLayeringNode(LifecycleNode):
     def _adopt_shared(self, detectors: list[Detector]) -> None:
         """Engines for the streams, and the joint plan they start with."""
         shared = SharedEngines(self._engines, detectors,
-                               {s: io.runner for s, io in self.streams.items()}, self.info)
+                               {s: io.runner for s, io in self.streams.items()}, self.info,
+                               lambda: bool(self._values['engines_take_turns']))
         shared.apply(*shared.plan(self._values))
         self.shared = shared
         self._hardware_id = ', '.join(sorted({d.hardware_id for d in detectors}))

@@ -77,6 +77,11 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
                 '[front, rear]: each has its input and outputs under its name (front/image, '
                 'front/detections) and parameters front.model, front.deadline_ms, ...; [""] = '
                 "one unnamed stream with today's topic and parameter names", True, None),
+    'engines_take_turns': (False, 'with streams: one inference at a time across all engines, '
+                           'the nearest deadline first (two engines inferring at once in one '
+                           'process each run slower: they share the Python interpreter lock); '
+                           'false: engines infer side by side, streams of one engine take '
+                           'turns', False, None),
 }
 
 

@@ -17,20 +17,23 @@ from typing import Any, Callable, Mapping, Sequence
 from . import streams as st
 from .params import settings_from
 from ..engine.planner import JointPlan
+from ..engine.turns import Turns
 from ..perception.detector import Detector
 from ..realtime.runner import FrameRunner
 from ..realtime.shared_budget import engine_targets, Request, SharedBudget, StreamEngine
 
 MiB = 2 ** 20
-# parameters whose change makes a new joint plan (deadlines only with auto_tune)
+# parameters whose change makes a new joint plan (the others only with auto_tune)
 BUDGET_PARAMS = ('memory_budget_mb', 'auto_tune')
+TARGET_PARAMS = ('deadline_ms', 'engines_take_turns')
 
 
 class SharedEngines:
     """Engines (one detector each) serving the node's streams within one budget."""
 
     def __init__(self, engines: Sequence[st.Engine], detectors: Sequence[Detector],
-                 runners: Mapping[str, FrameRunner[Any]], info: Callable[[str], None]) -> None:
+                 runners: Mapping[str, FrameRunner[Any]], info: Callable[[str], None],
+                 in_turns: Callable[[], bool] = lambda: False) -> None:
         self.engines = {e.name: e for e in engines}
         self.detectors = {e.name: d for e, d in zip(engines, detectors)}
         self.engine_of = {s: e.name for e in engines for s in e.streams}
@@ -41,16 +44,17 @@ class SharedEngines:
         self._replanning: threading.Thread | None = None
         self._peaks: dict[str, int] = {}
         self._read = (time.monotonic(), self._bytes_read())
+        turns = Turns()   # one for all engines (engines_take_turns)
         for s, runner in self.runners.items():
             e = self.engine_of[s]
-            runner.attach(StreamEngine(self.detectors[e], self.budget, e), None)
+            runner.attach(StreamEngine(self.detectors[e], self.budget, e, turns, in_turns), None)
 
     # -- planning -----------------------------------------------------------------------------
     def affects(self, changed: Sequence[str], values: Mapping[str, Any]) -> bool:
         """Whether a change of ``changed`` needs a new joint plan."""
         for name in changed:
             base = st.split(name, self.stream_names)[1]
-            if base in BUDGET_PARAMS or (values['auto_tune'] and base == 'deadline_ms'):
+            if base in BUDGET_PARAMS or (values['auto_tune'] and base in TARGET_PARAMS):
                 return True
         return False
 
@@ -70,7 +74,8 @@ class SharedEngines:
         targets = None
         if values['auto_tune']:
             targets = engine_targets({e.name: e.streams for e in self.engines.values()},
-                                     self.stream_targets(values))
+                                     self.stream_targets(values),
+                                     bool(values['engines_take_turns']))
         return Request(int(budget * MiB) if budget > 0 else None, fixed, targets)
 
     def plan(self, values: Mapping[str, Any]) -> tuple[JointPlan, Request]:
@@ -117,7 +122,9 @@ class SharedEngines:
         out = {}
         for s, e in self.engine_of.items():
             predicted = self.detectors[e].predicted_s
-            n = len(self.engines[e].streams)
+            # a frame may wait for one inference of each stream it takes turns with
+            n = (len(self.stream_names) if values['engines_take_turns']
+                 else len(self.engines[e].streams))
             if predicted is not None and predicted * n > targets[s]:
                 turns = f' x {n} streams taking turns' if n > 1 else ''
                 out[s] = (f'engine {e} predicts {predicted * 1e3:.0f} ms{turns}, '
