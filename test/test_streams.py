@@ -1,12 +1,16 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""Streams without ROS running: names, dotted parameters, per-stream views, engine grouping."""
+"""Streams without ROS running: names, dotted parameters, views, engines, their targets."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from demand_layering_ros.engine.policy import Config, Mode
+from demand_layering_ros.realtime.runner import FrameRunner
 from demand_layering_ros.ros import streams as st
 from demand_layering_ros.ros.params import check, settings_from, SPEC
+from demand_layering_ros.ros.shared_engines import SharedEngines
 
 
 def node_values(**overrides):
@@ -95,3 +99,56 @@ def test_without_streams_one_unnamed_engine_as_before():
     assert engine.name == '' and engine.streams == ('',)
     assert engine.spec.engine.budget_bytes == 12 * 2 ** 20   # the single stream's own request
     assert Path(engine.spec.store_path).name.startswith(values['model'])
+
+
+class FakeDetector:
+    """What SharedEngines uses of a detector: records, a calibrated model, memory."""
+
+    name = 'ssdlite320_mobilenet_v3_large'
+    bytes_read = 0
+
+    def __init__(self, predicted_s: float) -> None:
+        self.observers = []
+        self.calibrator = SimpleNamespace(
+            predict=lambda config: SimpleNamespace(latency_s=predicted_s),
+            pipeline=None)
+        self.predicted_s = predicted_s
+
+    def observe(self, fn):
+        self.observers.append(fn)
+
+    def ran(self, latency_s: float) -> None:
+        record = SimpleNamespace(config=Config(Mode.PIPELINED, 4096, frozenset()),
+                                 latency_s=latency_s)
+        for fn in self.observers:
+            fn(record)
+
+
+def test_auto_tune_aims_the_90th_percentile_of_each_engine_at_its_streams_deadline():
+    names = ('front', 'rear', 'side')
+    values = declared(names, {'side.model': 'ssd300_vgg16'}, auto_tune=True, deadline_ms=300.0)
+    engines = st.engines(names, values)
+    detectors = [FakeDetector(0.05), FakeDetector(0.05)]
+    quiet = SimpleNamespace(info=lambda _t: None, warn=lambda _k, _t: None)
+    runners = {s: FrameRunner(convert=None, publish=None, clock_ns=lambda: 0,
+                              reporter=quiet) for s in names}
+    shared = SharedEngines(engines, detectors, runners, info=lambda _t: None)
+    plain = shared.request(values).targets
+    # before any frame: the deadline less a tenth (no outside time measured yet), less the
+    # tuner's tolerance; front and rear take turns at one engine
+    assert plain['side'] == pytest.approx(0.27 / 1.02)
+    assert plain['front+rear'] == pytest.approx(plain['side'] / 2)
+    for k in range(20):   # the side engine runs 1.0-1.9 x slower than its model says
+        detectors[1].ran(0.05 * (1 + (k % 10) / 10))
+    assert shared.margin('side') == pytest.approx(1.81, abs=0.01)
+    assert shared.margin('front+rear') == 1.0   # nothing measured: no margin
+    aimed = shared.request(values).targets
+    assert aimed['side'] == pytest.approx(plain['side'] / shared.margin('side'))
+    assert aimed['front+rear'] == plain['front+rear']
+    # the budget: fixed per engine by the largest of its streams' own budgets
+    fixed = shared.request({**values, 'front.memory_budget_mb': 3.0,
+                            'rear.memory_budget_mb': 5.0}).fixed
+    assert fixed == {'front+rear': 5 * 2 ** 20}
+    assert shared.affects(['rear.deadline_ms'], values)
+    assert not shared.affects(['rear.deadline_ms'], {**values, 'auto_tune': False})
+    assert shared.affects(['memory_budget_mb'], {**values, 'auto_tune': False})

@@ -248,6 +248,10 @@ class Detector:
         self._prediction = None
         return self.profile
 
+    def observe(self, fn: Callable[[Record], None]) -> None:
+        """Call ``fn`` with the record of every measured inference (after calibration)."""
+        self._executor.observe(fn)
+
     def _observe(self, record: Record) -> None:
         """Every measured inference (executor's thread) is folded into the calibrated model."""
         self._ran = record.config

@@ -6,19 +6,30 @@ what a set of values asks the joint plan for (the node's budget, budgets fixed p
 with auto_tune each engine's target from its streams' deadlines), which streams the plan in
 force cannot serve in time, the figures diagnostics show, and auto_tune's re-plans when the
 targets or the calibrated figures drift (on a thread of their own, between two frames).
+
+As the single stream's tuner does, plans aim the 90th percentile of each engine's measured /
+predicted inference time at the target: the calibrated model predicts the mean, and on a busy
+machine one frame in ten runs well above it.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from functools import partial
 import threading
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+import numpy as np
+
 from . import streams as st
 from .params import settings_from
 from ..engine.planner import JointPlan
+from ..engine.executor import Record
+from ..engine.policy import Config
 from ..engine.turns import Turns
 from ..perception.detector import Detector
+from ..realtime.auto_tune import QUANTILE
 from ..realtime.runner import FrameRunner
 from ..realtime.shared_budget import engine_targets, Request, SharedBudget, StreamEngine
 
@@ -26,6 +37,8 @@ MiB = 2 ** 20
 # parameters whose change makes a new joint plan (the others only with auto_tune)
 BUDGET_PARAMS = ('memory_budget_mb', 'auto_tune')
 TARGET_PARAMS = ('deadline_ms', 'engines_take_turns')
+RATIOS = 50      # recent inferences per engine whose measured / predicted give the margin
+MIN_RATIOS = 5   # fewer: no margin yet
 
 
 class SharedEngines:
@@ -44,10 +57,36 @@ class SharedEngines:
         self._replanning: threading.Thread | None = None
         self._peaks: dict[str, int] = {}
         self._read = (time.monotonic(), self._bytes_read())
+        self._ran: dict[str, deque[tuple[Config, float]]] = {}
+        for e, det in self.detectors.items():
+            self._ran[e] = deque(maxlen=RATIOS)
+            det.observe(partial(self._keep, self._ran[e]))
         turns = Turns()   # one for all engines (engines_take_turns)
         for s, runner in self.runners.items():
             e = self.engine_of[s]
             runner.attach(StreamEngine(self.detectors[e], self.budget, e, turns, in_turns), None)
+
+    @staticmethod
+    def _keep(ran: deque[tuple[Config, float]], record: Record) -> None:
+        ran.append((record.config, record.latency_s))
+
+    def margin(self, engine: str) -> float:
+        """Measured / predicted inference time at QUANTILE of the engine's recent inferences."""
+        cal = self.detectors[engine].calibrator
+        ran = list(self._ran[engine])
+        if cal is None or len(ran) < MIN_RATIOS:
+            return 1.0
+        predicted: dict[Config, float] = {}
+        ratios = []
+        for config, latency in ran:
+            if config not in predicted:
+                try:
+                    predicted[config] = cal.predict(config).latency_s
+                except ValueError:
+                    predicted[config] = 0.0
+            if predicted[config] > 0:
+                ratios.append(latency / predicted[config])
+        return float(np.quantile(ratios, QUANTILE)) if ratios else 1.0
 
     # -- planning -----------------------------------------------------------------------------
     def affects(self, changed: Sequence[str], values: Mapping[str, Any]) -> bool:
@@ -76,6 +115,8 @@ class SharedEngines:
             targets = engine_targets({e.name: e.streams for e in self.engines.values()},
                                      self.stream_targets(values),
                                      bool(values['engines_take_turns']))
+            # the planner predicts the mean: the target is for the margin's quantile
+            targets = {e: t / self.margin(e) for e, t in targets.items()}
         return Request(int(budget * MiB) if budget > 0 else None, fixed, targets)
 
     def plan(self, values: Mapping[str, Any]) -> tuple[JointPlan, Request]:
@@ -122,6 +163,8 @@ class SharedEngines:
         out = {}
         for s, e in self.engine_of.items():
             predicted = self.detectors[e].predicted_s
+            if predicted is not None:
+                predicted *= self.margin(e)
             # a frame may wait for one inference of each stream it takes turns with
             n = (len(self.stream_names) if values['engines_take_turns']
                  else len(self.engines[e].streams))
