@@ -50,7 +50,8 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     g.add_argument('--scenarios', nargs='+', choices=SCENARIOS, default=list(SCENARIOS))
     g.add_argument('--setups', nargs='+', choices=SETUPS, default=list(SETUPS))
     g.add_argument('--camera-frames', type=int, default=60, help='frames per camera in the bag')
-    g.add_argument('--rate', type=float, default=0.1, help='bag play rate (30 Hz cameras)')
+    g.add_argument('--rate', type=float, default=0.05, help='bag play rate (30 Hz cameras; the '
+                   'nodes must keep up: a frame superseded counts as lost)')
     g.add_argument('--deadline-ms', type=float, default=100.0,
                    help='per-stream deadline on the node clock (which runs at --rate)')
     g.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'), default=None,
