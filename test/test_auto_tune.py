@@ -5,7 +5,7 @@ import pytest
 
 from demand_layering_ros.engine.policy import Layout
 from demand_layering_ros.engine.simulate import Pipeline
-from demand_layering_ros.realtime.auto_tune import AutoTuner, LOW, WINDOW
+from demand_layering_ros.realtime.auto_tune import AutoTuner, HOLDOFF, LOW, WINDOW
 
 B = 4096
 # four one-page units, reads 2 s, compute 1 s each: all-resident takes 4 s, the minimum 9 s
@@ -65,3 +65,37 @@ def test_each_mode_keeps_its_own_correction():
     assert tuner.ratio('preload', 0.5) == pytest.approx(1.0)
     assert tuner.ratio('sequential', 0.5) == pytest.approx(1.4)
     assert tuner.plan(4.0, None).mode == 'preload' and tuner.state.met
+
+
+def test_after_a_replan_for_speed_memory_is_held_for_the_holdoff():
+    tuner = AutoTuner(IO_BOUND)
+    plan = tuner.plan(7.5, None)
+    tuner.observe(0.0)
+    assert any(tuner.observe(plan.predicted_s * 1.5) for _ in range(WINDOW))   # slower
+    safer = tuner.plan(7.5, None)
+    assert safer.budget_bytes > plan.budget_bytes
+    tuner.observe(0.0)
+    # the safer plan runs fast: no memory given back until the hold-off has passed
+    fast = [tuner.observe(safer.predicted_s * 0.5) for _ in range(HOLDOFF + WINDOW)]
+    assert not any(fast[:HOLDOFF - 1]) and any(fast[HOLDOFF - 1:])
+
+
+def test_a_new_target_is_not_held():
+    tuner = AutoTuner(IO_BOUND)
+    plan = tuner.plan(7.5, None)
+    tuner.observe(0.0)
+    assert any(tuner.observe(plan.predicted_s * 1.5) for _ in range(WINDOW))
+    new = tuner.plan(7.0, None)
+    assert new.budget_bytes > plan.budget_bytes
+    tuner.observe(0.0)
+    assert any(tuner.observe(new.predicted_s * 0.5) for _ in range(WINDOW))
+
+
+def test_the_same_deadline_replanned_keeps_the_hold():
+    tuner = AutoTuner(IO_BOUND)
+    plan = tuner.plan(7.5, None)
+    tuner.observe(0.0)
+    assert any(tuner.observe(plan.predicted_s * 1.5) for _ in range(WINDOW))
+    safer = tuner.plan(7.5 * 1.01, None)   # the outside time moved the target a little
+    tuner.observe(0.0)
+    assert not any(tuner.observe(safer.predicted_s * 0.5) for _ in range(2 * WINDOW))

@@ -8,9 +8,11 @@ says, preloaded ones hardly at all). A plan aims the 90th percentile of its mode
 target, so nine frames in ten meet it even when the model is a little off. The tuner re-plans
 when the delay of the plan in force, judged at the 70th percentile of a window of six frames
 (one or two slow frames do not count, a slower machine does), leaves its band: above the
-target (frames would miss: more memory), or far below it while memory could be given back.
-The band's room between its edges, the window and leaving out the frame that brings a new
-plan's resident units in keep it from oscillating.
+target (frames would miss: more memory), or far below it while memory could be given back
+(not within HOLDOFF frames of a re-plan for speed: a configuration just left for being slow
+looks fast again from the safer one, and going back to it would oscillate). The band's room
+between its edges, the window, the hold-off and leaving out the frame that brings a new plan's
+resident units in keep it from oscillating.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ QUANTILE = 0.9      # plans aim this quantile of measured / predicted at the tar
 TOLERANCE = 0.02    # re-plan for speed when the quantile's delay is above target * (1 + this)
 LOW = 0.8           # re-plan to give memory back when it is below target * this
 HISTORY = 200       # ratios kept per mode (the model's error across plans; enough for a p99)
+NEW_TARGET = 0.05   # a target this much away from the last is a new deadline (the time outside
+#                     inference moves targets for the same deadline by a few percent)
+HOLDOFF = 60        # frames after a re-plan for speed before memory may be given back (a
+#                     machine that just proved slower is not trusted with less at once)
 
 
 @dataclass
@@ -53,10 +59,13 @@ class AutoTuner:
         self._ratios: dict[str, deque[float]] = {}
         self._judged = 0     # frames measured under the plan in force
         self._skip = 0       # frames not to judge (the one that applies the plan)
+        self._since_slow = HOLDOFF   # frames judged since the last re-plan for speed
 
     def plan(self, target_s: float, max_budget: int | None) -> Plan:
         """Plan for an inference time of ``target_s`` at the QUANTILE of recent frames."""
         st = self.state
+        if abs(target_s - st.target_s) > NEW_TARGET * st.target_s:
+            self._since_slow = HOLDOFF   # a new deadline: nothing to hold
         plan, met = plan_for_deadline(self.calibrator.pipeline, target_s, max_budget,
                                       correction=lambda mode: self.ratio(mode, QUANTILE))
         st.plan, st.met, st.target_s = plan, met, target_s
@@ -98,11 +107,15 @@ class AutoTuner:
         self._ratios.setdefault(str(plan.mode), deque(maxlen=HISTORY)).append(
             measured_s / model)
         self._judged += 1
+        self._since_slow += 1
         if self._judged < WINDOW:
             return False
         expected = model * self.ratio(plan.mode, JUDGED, recent=WINDOW)
         slow = expected > st.target_s * (1 + TOLERANCE) and st.met
-        spare = expected < st.target_s * LOW and plan.budget_bytes > self._least_budget()
+        spare = (expected < st.target_s * LOW and plan.budget_bytes > self._least_budget()
+                 and self._since_slow >= HOLDOFF)
+        if slow:
+            self._since_slow = 0
         if slow or spare:
             self._judged = 0   # judged again on a fresh window, whatever the caller does
         return slow or spare

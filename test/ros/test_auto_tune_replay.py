@@ -136,7 +136,7 @@ def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
         profile = Profile.from_json(json.loads(next(store.parent.glob(
             f'{store.name}.*.profile.json')).read_text()))
         pipe = profile.pipeline
-        least_of_all = pipe.min_budget('sequential')
+        least_of_all, whole = pipe.min_budget('sequential'), pipe.min_budget('preload')
         player = subprocess.Popen([*CLI, 'bag', 'play', str(camera), '--clock', '--loop',
                                    '--topics', COMPRESSED_TOPIC], stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, start_new_session=True)
@@ -149,7 +149,8 @@ def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
         def change(deadline_ms: float, n: int) -> tuple[list[dict], str]:
             """Set the deadline; check frames k + SETTLE on: met at p90, configuration held.
 
-            Held for HOLD frames: over a long run the machine itself changes (the disk's
+            Met: or out of reach on the machine as it runs, with the whole model in. Held for
+            HOLD frames: over a long run the machine itself changes (the disk's
             speed drifts) and re-planning for it is the point of auto_tune.
             """
             assert live.set_params(deadline_ms=deadline_ms)[0].successful
@@ -166,7 +167,9 @@ def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
                       f'{least / MiB:.1f} MiB; frames (ms, KiB) '
                       f'{[(round(f["inference_ms"]), f["budget_bytes"] >> 10) for f in got]}')
             print(report)
-            assert p90 <= deadline_ms, report
+            # met; or the machine slowed until the deadline is out of reach and the tuner
+            # went to the fastest configuration there is (all it can do)
+            assert p90 <= deadline_ms or after[-1]['budget_bytes'] >= whole, report
             # reached and held: at most one late correction, never back to a configuration
             # it left (no oscillation)
             assert len(visited) <= 2 and len(set(visited)) == len(visited), report
