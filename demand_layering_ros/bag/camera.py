@@ -9,8 +9,10 @@ several such cameras (raw only) for nodes that serve several streams.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 import shutil
+from typing import Iterator
 
 import numpy as np
 from rosbags.rosbag2 import Writer
@@ -75,30 +77,47 @@ def write_cameras_bag(out: Path, frames: int = 90, cameras: tuple[str, ...] = CA
     frames, shifted), has frame_id ``<camera>_optical_frame`` and its stamps offset by
     ``k / len(cameras)`` of a frame period, so every message's header is its camera's own.
     """
-    from rclpy.qos import qos_profile_sensor_data
     out = Path(out)
-    if out.exists():
-        if not overwrite:
-            return out
-        shutil.rmtree(out)
+    if _kept(out, overwrite):
+        return out
     ts = typestore()
-    root, partial = staging(out)
-    qos = [bag_qos(qos_profile_sensor_data)]
-    version = check_version(version if version is not None else default_version())
     rgb = camera_frames(frames)
     n = len(cameras)
-    with Writer(partial, version=version,  # type: ignore[arg-type]
-                storage_plugin=STORAGE[storage]) as writer:
+    with _new_bag(out, storage, version) as writer:
         conns = [writer.add_connection(camera_topic(c), 'sensor_msgs/msg/Image', typestore=ts,
-                                       offered_qos_profiles=qos) for c in cameras]
+                                       offered_qos_profiles=_sensor_qos()) for c in cameras]
         for i in range(frames):
             for k, camera in enumerate(cameras):
                 ns = camera_stamp_ns(k, i, n)
                 img = _raw(ts, rgb[(i + k * frames // n) % frames], ns,
                            f'{camera}_optical_frame')
                 writer.write(conns[k], ns, ts.serialize_cdr(img, 'sensor_msgs/msg/Image'))
-    publish_bag(root, out)
     return out
+
+
+def _kept(out: Path, overwrite: bool) -> bool:
+    """True when a bag at ``out`` exists and stays; one to overwrite is removed first."""
+    if out.exists() and not overwrite:
+        return True
+    shutil.rmtree(out, ignore_errors=True)
+    return False
+
+
+def _sensor_qos() -> list:
+    """The offered QoS recorded with the camera topics (a camera driver's sensor-data QoS)."""
+    from rclpy.qos import qos_profile_sensor_data
+    return [bag_qos(qos_profile_sensor_data)]
+
+
+@contextmanager
+def _new_bag(out: Path, storage: str, version: int | None) -> Iterator[Writer]:
+    """A Writer for a bag at ``out``, written in its staging folder and published when closed."""
+    root, partial = staging(out)
+    version = check_version(version if version is not None else default_version())
+    with Writer(partial, version=version,  # type: ignore[arg-type]
+                storage_plugin=STORAGE[storage]) as writer:
+        yield writer
+    publish_bag(root, out)
 
 
 def _raw(ts: object, rgb: np.ndarray, ns: int, frame_id: str) -> object:
@@ -119,19 +138,13 @@ def write_camera_bag(out: Path, frames: int = 90, storage: str = 'mcap',
     ``version``: the rosbag2 format (default: the newest the running distro reads).
     """
     import cv2
-    from rclpy.qos import qos_profile_sensor_data
     out = Path(out)
-    if out.exists():
-        if not overwrite:
-            return out
-        shutil.rmtree(out)
+    if _kept(out, overwrite):
+        return out
     ts = typestore()
     CompressedImage = ts.types['sensor_msgs/msg/CompressedImage']
-    root, partial = staging(out)
-    qos = [bag_qos(qos_profile_sensor_data)]
-    version = check_version(version if version is not None else default_version())
-    with Writer(partial, version=version,  # type: ignore[arg-type]
-                storage_plugin=STORAGE[storage]) as writer:
+    qos = _sensor_qos()
+    with _new_bag(out, storage, version) as writer:
         raw = writer.add_connection(RAW_TOPIC, 'sensor_msgs/msg/Image', typestore=ts,
                                     offered_qos_profiles=qos)
         comp = writer.add_connection(COMPRESSED_TOPIC, 'sensor_msgs/msg/CompressedImage',
@@ -146,5 +159,4 @@ def write_camera_bag(out: Path, frames: int = 90, storage: str = 'mcap',
             msg = CompressedImage(header=img.header, format='rgb8; jpeg compressed bgr8',
                                   data=jpeg.reshape(-1))
             writer.write(comp, ns, ts.serialize_cdr(msg, 'sensor_msgs/msg/CompressedImage'))
-    publish_bag(root, out)
     return out

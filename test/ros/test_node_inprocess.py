@@ -7,7 +7,8 @@ from rclpy.lifecycle.publisher import LifecyclePublisher
 from rclpy.parameter import Parameter
 
 from demand_layering_ros.realtime import DeadlineReference
-from demand_layering_ros.ros.node import DemandLayeringNode
+
+from .in_process import in_process_node
 
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(60)]
 
@@ -17,15 +18,8 @@ def node(request, monkeypatch):
     if request.param == 'humble':
         # Humble's rclpy has no post-set callback: the node must not need it
         monkeypatch.delattr(rclpy.node.Node, 'add_post_set_parameters_callback')
-    context = rclpy.Context()
-    rclpy.init(context=context, args=['--ros-args', '-p', 'autostart:=false',
-                                      '-p', 'model:=ssdlite320_mobilenet_v3_large'])
-    n = DemandLayeringNode(context=context)
-    try:
+    with in_process_node('-p', 'model:=ssdlite320_mobilenet_v3_large') as n:
         yield n
-    finally:
-        n.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def test_accepted_changes_reach_the_frame_loop_as_one_snapshot(node):

@@ -4,10 +4,10 @@
 import pathlib
 
 import pytest
-import rclpy
 from rclpy.parameter import Parameter
 
-from demand_layering_ros.ros.node import DemandLayeringNode
+
+from .in_process import in_process_node
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(60)]
@@ -15,16 +15,8 @@ pytestmark = [pytest.mark.ros, pytest.mark.timeout(60)]
 
 @pytest.fixture
 def node():
-    context = rclpy.Context()
-    rclpy.init(context=context, args=[
-        '--ros-args', '--params-file', str(ROOT / 'config/two_cameras.yaml'),
-        '-p', 'autostart:=false'])
-    n = DemandLayeringNode(context=context)
-    try:
+    with in_process_node('--params-file', str(ROOT / 'config/two_cameras.yaml')) as n:
         yield n
-    finally:
-        n.destroy_node()
-        rclpy.shutdown(context=context)
 
 
 def test_each_stream_has_its_parameters_from_the_file_and_the_node_wide_defaults(node):
