@@ -20,13 +20,14 @@ import json
 import os
 from pathlib import Path
 import random
-import signal
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from typing import Any, Callable
+
+from .processes import stop
 
 SCENARIOS = ('same', 'different')
 SETUPS = ('one_node', 'one_node_turns', 'separate', 'preloaded')
@@ -123,17 +124,6 @@ def start(ros_args: list[str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, '-m', 'demand_layering_ros.ros.node', '--ros-args', *ros_args]
     return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGINT, then SIGKILL if it does not end within 20 s."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def setup_processes(setup: str, models: dict[str, str], stores: dict[str, Path],

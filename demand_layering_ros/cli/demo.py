@@ -15,7 +15,6 @@ import json
 import os
 from pathlib import Path
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,8 @@ import threading
 import time
 from typing import Any
 from urllib.parse import urlparse
+
+from .processes import stop
 
 REACH_TIMEOUT_S = 3.0  # offline machines must not wait long for the weights' server
 
@@ -233,9 +234,4 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         executor.shutdown()
         rclpy.try_shutdown()
-        if node.poll() is None:
-            os.killpg(node.pid, signal.SIGINT)
-            try:
-                node.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(node.pid, signal.SIGKILL)
+        stop(node, grace_s=15)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-import signal
+from pathlib import Path
 import subprocess
 import sys
 import tempfile
@@ -20,6 +20,17 @@ from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.srv import ChangeState
 from sensor_msgs.msg import CompressedImage, Image
 from vision_msgs.msg import Detection2DArray
+
+from demand_layering_ros.cli.processes import stop
+
+CLI = [sys.executable, '-m', 'demand_layering_ros.cli.main']
+
+
+def export_store(model: str, path: Path) -> Path:
+    """``model``'s store exported to ``path`` by the CLI (a child process, as the node does)."""
+    subprocess.run([*CLI, 'export', '--model', model, '--out', str(path)], check=True,
+                   timeout=300, capture_output=True)
+    return path
 
 
 class LiveNode:
@@ -123,12 +134,6 @@ class LiveNode:
         try:
             rclpy.shutdown(context=self.context)
         finally:
-            if self.proc.poll() is None:
-                os.killpg(self.proc.pid, signal.SIGINT)
-                try:
-                    self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(timeout=10)
+            stop(self.proc, grace_s=10)
             self._final_output = self.output()  # the file goes with close()
             self._log.close()

@@ -34,7 +34,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -42,12 +41,12 @@ import numpy as np
 import pytest
 
 from demand_layering_ros.bag.camera import COMPRESSED_TOPIC, RAW_TOPIC, write_camera_bag
+from demand_layering_ros.cli.processes import stop
 from demand_layering_ros.engine import planner
 from demand_layering_ros.engine.profile import Profile
-from .live_node import LiveNode
+from .live_node import CLI, export_store, LiveNode
 
 MODEL = 'fasterrcnn_mobilenet_v3_large_320_fpn'
-CLI = [sys.executable, '-m', 'demand_layering_ros.cli.main']
 SETTLE = 10          # frames after a deadline change before the deadline must hold
 HOLD = 30            # frames after those in which the configuration must hold
 LOOSE = 50           # frames at the loose deadline before its predicted p99 is read
@@ -57,10 +56,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.timeout(480)]
 
 @pytest.fixture(scope='module')
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp('store') / 'frcnn.dls'
-    subprocess.run([*CLI, 'export', '--model', MODEL, '--out', str(path)], check=True,
-                   timeout=300, capture_output=True)
-    return path
+    return export_store(MODEL, tmp_path_factory.mktemp('store') / 'frcnn.dls')
 
 
 @pytest.fixture(scope='module')
@@ -206,12 +202,7 @@ def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
         change(outside_ms(loose, 0.9) + (lo + hi) / 2, 40)
     finally:
         if player is not None:
-            os.killpg(player.pid, signal.SIGINT)
-            try:
-                player.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(player.pid, signal.SIGKILL)
-                player.wait(timeout=10)
+            stop(player, grace_s=10)
         live.close()
 
 

@@ -13,7 +13,7 @@ import pytest
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from .live_node import LiveNode
+from .live_node import export_store, LiveNode
 
 MODEL = 'ssdlite320_mobilenet_v3_large'
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
@@ -21,9 +21,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.timeout(300)]
 
 @pytest.fixture(scope='module')
 def live(tmp_path_factory):
-    store = tmp_path_factory.mktemp('store') / 'ssdlite.dls'
-    subprocess.run([sys.executable, '-m', 'demand_layering_ros.cli.main', 'export', '--model',
-                    MODEL, '--out', str(store)], check=True, timeout=300, capture_output=True)
+    store = export_store(MODEL, tmp_path_factory.mktemp('store') / 'ssdlite.dls')
     node = LiveNode(str(store), MODEL, '-p', 'deadline_ms:=2000.0')
     try:
         node.wait_for(lambda: node.diagnostics and 'budget_bytes' in node.diagnostics[-1], 120,

@@ -5,14 +5,12 @@ import os
 from pathlib import Path
 import shutil
 import signal
-import subprocess
-import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticStatus
 import pytest
 
-from .live_node import LiveNode
+from .live_node import export_store, LiveNode
 
 MODEL = 'ssdlite320_mobilenet_v3_large'
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(400)]
@@ -20,10 +18,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.timeout(400)]
 
 @pytest.fixture(scope='module')
 def store(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp('store') / 'ssdlite.dls'
-    subprocess.run([sys.executable, '-m', 'demand_layering_ros.cli.main', 'export', '--model',
-                    MODEL, '--out', str(path)], check=True, timeout=300, capture_output=True)
-    return path
+    return export_store(MODEL, tmp_path_factory.mktemp('store') / 'ssdlite.dls')
 
 
 def test_a_configure_failure_is_logged_and_shown_with_its_reason(tmp_path):

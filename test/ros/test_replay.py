@@ -11,21 +11,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-import signal
 import subprocess
-import sys
 
 import pytest
 from rosbags.highlevel import AnyReader
 
 from demand_layering_ros.bag.camera import RAW_TOPIC, stamp_ns, write_camera_bag
 from demand_layering_ros.bag.types import typestore
-from .live_node import LiveNode
+from demand_layering_ros.cli import processes
+from .live_node import CLI, export_store, LiveNode
 
 MODEL = 'ssdlite320_mobilenet_v3_large'
 FRAMES = 8
 GOLDEN = Path(__file__).parent.parent / 'golden' / 'replay_ssdlite320.json'
-CLI = [sys.executable, '-m', 'demand_layering_ros.cli.main']
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(400)]
 
 
@@ -36,21 +34,12 @@ def camera(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def store(tmp_path_factory):
-    path = tmp_path_factory.mktemp('store') / 'ssdlite.dls'
-    subprocess.run([*CLI, 'export', '--model', MODEL, '--out', str(path)], check=True,
-                   timeout=300, capture_output=True)
-    return path
+    return export_store(MODEL, tmp_path_factory.mktemp('store') / 'ssdlite.dls')
 
 
 def stop(proc: subprocess.Popen, timeout: float = 20) -> str:
     """SIGINT, then SIGKILL; return the output."""
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
+    processes.stop(proc, timeout)
     return proc.stdout.read().decode(errors='replace') if proc.stdout else ''
 
 

@@ -24,10 +24,7 @@ its 30 Hz; 24 + 24 frames, then 12 + 150 per stream; about 2.5 minutes in all.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -37,14 +34,14 @@ from vision_msgs.msg import Detection2DArray
 
 from demand_layering_ros.bag.camera import (camera_stamp_ns, camera_topic, CAMERAS, FPS,
                                             write_cameras_bag)
+from demand_layering_ros.cli.processes import stop
 from demand_layering_ros.engine import planner
 from demand_layering_ros.engine.profile import Profile
-from .live_node import LiveNode
+from .live_node import CLI, LiveNode
 
 MODEL = 'ssdlite320_mobilenet_v3_large'
 FRAMES = 24            # per camera in the bag
 LONG_RUN = 150         # frames per stream judged against feasible deadlines (1% = 1)
-CLI = [sys.executable, '-m', 'demand_layering_ros.cli.main']
 MiB = 2 ** 20
 PERIOD_NS = 10 ** 9 // FPS
 pytestmark = [pytest.mark.ros, pytest.mark.timeout(420)]
@@ -145,13 +142,8 @@ class Streams:
                 f'{self.live.output()[-3000:]}') from None
 
     def close(self) -> None:
-        if self.player is not None and self.player.poll() is None:
-            os.killpg(self.player.pid, signal.SIGINT)
-            try:
-                self.player.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.player.pid, signal.SIGKILL)
-                self.player.wait(timeout=10)
+        if self.player is not None:
+            stop(self.player, grace_s=10)
         self.live.close()
 
 
