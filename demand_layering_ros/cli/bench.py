@@ -5,7 +5,9 @@ Every configuration runs in a fresh process (``demand-layering run``) on a store
 page cache (and read with direct I/O), so no run inherits another's memory or cached file pages.
 The planner's configurations come from the store's profile (measured in its own process). The
 disk's best direct-I/O bandwidth (8 MiB requests, one or four in flight) is measured in the same
-run, before every configuration and after the last; the floor uses the best of them.
+run, before every configuration and after the last; the floor uses the best of them. Last,
+preload runs once more beside a plain ``dd`` reading the store with direct I/O: how much the
+disk streaming slows compute on this machine when no code of this package does the reading.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ import json
 import os
 from pathlib import Path
 import statistics
+import shutil
 import subprocess
 import sys
-from typing import Any
+import threading
+import time
+from typing import Any, Callable
+
+from .processes import stop
 
 CLASSIFIER_HW = (224, 224)
 DETECTOR_HW = (480, 640)
@@ -83,6 +90,54 @@ def direct_read_bandwidth(path: Path, chunk: int = 8 << 20, depth: int = 1,
 def disk_best(path: Path) -> float:
     """The disk's best direct-read bandwidth now: 8 MiB requests, one or four in flight."""
     return max(direct_read_bandwidth(path, depth=1), direct_read_bandwidth(path, depth=4))
+
+
+def beside_reader(path: Path, work: Callable[[], Any]) -> tuple[Any, float]:
+    """``work()`` while ``dd`` reads ``path`` with O_DIRECT in a loop; (its result, dd's bytes/s).
+
+    RuntimeError when there is no ``dd`` or it cannot read the file with O_DIRECT. Bandwidth
+    counts whole passes over the file (0 if ``work`` ends before the first).
+    """
+    if shutil.which('dd') is None:
+        raise RuntimeError('no dd on this machine')
+    loop = ('while :; do dd if="$0" of=/dev/null bs=8M iflag=direct status=none || exit 3; '
+            'echo; done')
+    proc = subprocess.Popen(['bash', '-c', loop, str(path)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    passes = [0]
+
+    def count() -> None:
+        for _ in proc.stdout:
+            passes[0] += 1
+    counter = threading.Thread(target=count, daemon=True)
+    counter.start()
+    t0 = time.perf_counter()
+    try:
+        out = work()
+    finally:
+        seconds = time.perf_counter() - t0
+        stop(proc, grace_s=5)
+        counter.join(5)
+    if proc.returncode == 3:
+        raise RuntimeError(f'dd could not read {path} with O_DIRECT: '
+                           f'{proc.stderr.read().decode(errors="replace").strip()[-300:]}')
+    return out, passes[0] * path.stat().st_size / seconds
+
+
+def interference(path: Path, run_preload: Callable[[], list[dict[str, Any]]]) -> dict[str, Any]:
+    """How much a plain direct reader slows compute: preload alone, then beside ``dd``.
+
+    The two runs follow each other (the machine's speed drifts over minutes); the row is the
+    second run's summary plus ``alone_ms_p50``, ``slowdown`` and ``reader_bps``.
+    """
+    from ..engine.page_cache import evict
+    evict(path)
+    alone = _summarise(run_preload())
+    evict(path)
+    out, reader_bps = beside_reader(path, run_preload)
+    row = _summarise(out)
+    return {**row, 'alone_ms_p50': alone['latency_ms_p50'], 'reader_bps': reader_bps,
+            'slowdown': row['latency_ms_p50'] / alone['latency_ms_p50']}
 
 
 def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -173,6 +228,18 @@ def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         rows.append({'model': model, 'config': 'accelerate_disk', 'mode': 'accelerate_disk',
                      'predicted_latency_ms': None, 'input_hw': list(hw), **_summarise(out)})
     disk.append(disk_best(store))
+    beside: dict[str, Any] = {}
+    if 'preload' in wanted:
+        print(f'[bench] {model}: preload alone, then beside a direct reader (dd)',
+              file=sys.stderr, flush=True)
+        try:
+            beside = {'model': model, 'config': 'preload_beside_reader', 'mode': 'preload',
+                      'predicted_latency_ms': None, 'input_hw': list(hw),
+                      **interference(store, lambda: _cli(
+                          'run', *common, '--mode', 'preload', '--frames', str(args.frames),
+                          '--warmup', str(args.warmup), '--json'))}
+        except RuntimeError as e:
+            print(f'[bench] {model}: no reader beside preload: {e}', file=sys.stderr)
     for r, after in zip(rows, disk[2:]):   # each configuration's disk: before and after it
         r['disk_bps_after'] = after
     bandwidth = max(disk)   # the disk's best in this run
@@ -193,7 +260,12 @@ def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         if r.get('calibrated_latency_ms'):
             r['calibrated_error_pct'] = 100 * (r['calibrated_latency_ms'] / r['latency_ms_p50']
                                                - 1)
+    if beside and base:
+        beside['model_bytes'] = total
+        rows.append(beside)
     rows.append({'model': model, 'config': 'disk', 'direct_read_bandwidth_bps': bandwidth,
+                 'compute_slowdown_beside_reader': beside.get('slowdown'),
+                 'reader_bps_beside_compute': beside.get('reader_bps'),
                  'disk_measurements_bps': disk, 'disk_probe': [list(d) for d in prof.disk],
                  'io': {'queue_depth': pipe.io.queue_depth,
                         'request_bytes': pipe.io.request_bytes},

@@ -24,7 +24,8 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
         ax.plot([c['budget_bytes'] / 2**20 for c in curve], [c['predicted_ms'] for c in curve],
                 '-', color='0.5', label='planner (predicted)')
         for r in rows:
-            if r['model'] != model or r['config'] == 'disk' or not r.get('weight_bytes_peak'):
+            if (r['model'] != model or r['config'] in ('disk', 'preload_beside_reader')
+                    or not r.get('weight_bytes_peak')):
                 continue
             ax.plot(r['weight_bytes_peak'] / 2**20, r['latency_ms_p50'],
                     MARKERS.get(r['config'], '.'), label=r['config'], markersize=8)

@@ -16,6 +16,14 @@ def _rows(rows: list[dict[str, Any]], model: str) -> dict[str, dict[str, Any]]:
     return {r['config']: r for r in rows if r['model'] == model}
 
 
+def _beside(c: dict[str, dict[str, Any]]) -> str:
+    b = c.get('preload_beside_reader')
+    if not b:
+        return '-'
+    return (f'{b["alone_ms_p50"]:.0f} -> {b["latency_ms_p50"]:.0f} ({b["slowdown"]:.2f}x, '
+            f'{b["reader_bps"] / 1e6:.0f})')
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one line per (model, configuration), then the summary against the targets."""
     models = list(dict.fromkeys(r['model'] for r in rows))
@@ -25,7 +33,7 @@ def table(rows: list[dict[str, Any]]) -> str:
            '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for m in models:
         for name, r in _rows(rows, m).items():
-            if name == 'disk':
+            if name in ('disk', 'preload_beside_reader'):
                 continue
             pred = r.get('predicted_latency_ms')
             cal = r.get('calibrated_latency_ms')
@@ -40,7 +48,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                      f'{r["rss_peak_bytes"] / MiB:.0f}']
             out.append('| ' + ' | '.join(cells) + ' |')
     out += ['', '| model | disk MB/s (O_DIRECT, best in the run) | compute ms (profile) | '
-            'near-zero resident MiB | analytic minimum MiB |', '|---|---:|---:|---:|---:|']
+            'near-zero resident MiB | analytic minimum MiB | preload ms alone -> beside dd '
+            '(slowdown, dd MB/s) |', '|---|---:|---:|---:|---:|---:|']
     for m in models:
         c = _rows(rows, m)
         d = c['disk']
@@ -48,7 +57,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         out.append(f'| {m} | {d["direct_read_bandwidth_bps"] / 1e6:.0f} | '
                    f'{d["profile_compute_ms"]:.0f} | '
                    f'{nz.get("resident_bytes", 0) / MiB:.1f} | '
-                   f'{d["analytic_resident_bytes"] / MiB:.1f} |')
+                   f'{d["analytic_resident_bytes"] / MiB:.1f} | {_beside(c)} |')
     red = [_rows(rows, m)['pipelined_min']['reduction_pct'] for m in models
            if 'pipelined_min' in _rows(rows, m)]
     if red:
