@@ -5,9 +5,11 @@ Every configuration runs in a fresh process (``demand-layering run``) on a store
 page cache (and read with direct I/O), so no run inherits another's memory or cached file pages.
 The planner's configurations come from the store's profile (measured in its own process). The
 disk's best direct-I/O bandwidth (8 MiB requests, one or four in flight) is measured in the same
-run, before every configuration and after the last; the floor uses the best of them. Last,
-preload runs once more beside a plain ``dd`` reading the store with direct I/O: how much the
-disk streaming slows compute on this machine when no code of this package does the reading.
+run, before every configuration and after the last; the floor uses the best of them. The profile
+is measured anew at the start of each model (a profile from another run would carry that run's
+machine speed into this run's predictions). Last, preload runs once more beside a plain ``dd``
+reading the store with direct I/O: how much the disk streaming slows compute on this machine
+when no code of this package does the reading.
 """
 
 from __future__ import annotations
@@ -172,7 +174,7 @@ def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         print(f'[bench] {model}: exporting {store.name}', file=sys.stderr, flush=True)
         _cli('export', '--model', model, '--out', str(store), '--input-size', *size,
              '--slice-mb', str(args.slice_mb))
-    info = _cli('profile', *common)[-1]
+    info = _cli('profile', *common, '--force')[-1]   # measured in this run, like the rest
     prof = Profile.from_json(json.loads(Path(info['profile']).read_text()))
     pipe = prof.pipeline
     disk = [disk_best(store)]
