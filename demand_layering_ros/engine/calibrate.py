@@ -5,11 +5,8 @@ The executor hands over a :class:`executor.Record` per inference (its visits' ti
 read and the disk's busy time). Each figure is updated only from frames that measure it alone,
 so the model keeps its parts apart instead of smearing one error over all of them:
 
-- compute, from visits no read overlapped (by the simulator's account of this frame): all of
-  them in preload and sequential mode, some in pipelined mode. It is kept as the profile's time
-  x one machine speed x a per-visit shape: the speed (measured / modelled over the frame's lone
-  visits) moves every visit when the machine slows or speeds up, also the visits no read ever
-  leaves alone; the shape corrects each visit that is measured alone;
+- a visit's compute time, from visits no read overlapped (by the simulator's account of this
+  frame): all of them in preload, most of them in sequential mode;
 - a unit's read time, from sequential frames (its read ran alone);
 - the disk's streaming throughput, from frames that streamed (bytes / the disk's busy time);
 - how much slower compute is while reads run, from frames where reads overlapped compute;
@@ -43,9 +40,7 @@ class Calibrator:
         self._base = pipeline
         self.alpha = alpha
         self._lock = threading.Lock()
-        self._profile_compute = np.array(pipeline.compute_s, dtype=float)
-        self._speed = 1.0                            # measured / profile compute, all visits
-        self._shape = np.ones(len(pipeline.compute_s))   # per visit, on top of the speed
+        self._compute = np.array(pipeline.compute_s, dtype=float)
         self._read = np.array(pipeline.read_s, dtype=float)
         self._prologue = pipeline.prologue_s
         self._stream = pipeline.stream_bps
@@ -73,18 +68,10 @@ class Calibrator:
             before = self.predict(rec.config)
             self._learn(rec, visits, before)
             self._pipeline = replace(self._base, read_s=tuple(self._read),
-                                     compute_s=tuple(self._compute()),
+                                     compute_s=tuple(self._compute),
                                      prologue_s=self._prologue, stream_bps=self._stream,
                                      compute_contention=self._contention)
             self.frames += 1
-
-    @property
-    def speed(self) -> float:
-        """Compute time now / the profile's (1.5: the machine computes 1.5x slower)."""
-        return self._speed
-
-    def _compute(self) -> np.ndarray:
-        return self._profile_compute * self._speed * self._shape
 
     def _learn(self, rec: Record, visits: list[Any], pred: Prediction) -> None:
         a = self.alpha
@@ -93,16 +80,7 @@ class Calibrator:
         woke = np.array(pred.stall_s) > 0
         measured = np.array([v.done - v.ready for v in visits]) - self._base.wake_s * woke
         alone = np.array(pred.overlap_s) <= 0.0
-        profile = self._profile_compute
-        timed = alone & (profile > 0)
-        if timed.any():
-            # against the shapes learned so far: the frame's lone visits may be any subset
-            ratio = float(np.sum(measured[timed])
-                          / np.sum(profile[timed] * self._shape[timed]))
-            self._speed += a * (ratio - self._speed)
-            # relative to this frame's level, so the speed alone carries a uniform change
-            shape = measured[timed] / (profile[timed] * ratio)
-            self._shape[timed] += a * (shape - self._shape[timed])
+        self._compute[alone] += a * (measured[alone] - self._compute[alone])
         mode = rec.config.mode
         if mode == Mode.SEQUENTIAL:
             for v in visits:
@@ -113,6 +91,6 @@ class Calibrator:
         overlap = float(np.sum(pred.overlap_s))
         if mode == Mode.PIPELINED and overlap >= MIN_OVERLAP_S:
             over = ~alone
-            extra = float(np.sum(measured[over]) - np.sum(self._compute()[over]))
+            extra = float(np.sum(measured[over]) - np.sum(self._compute[over]))
             observed = max(1.0, 1.0 + extra / overlap)
             self._contention += a * (observed - self._contention)

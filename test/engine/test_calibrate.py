@@ -68,27 +68,3 @@ def test_the_executor_hands_over_records_of_real_passes(tmp_path):
     assert all(v.entered <= v.ready <= v.done for v in rec.visits)
     assert rec.visits[-1].done <= rec.latency_s
     dl.close()
-
-
-def pipelined(compute: list[float], lone: set[int], contention: float) -> Record:
-    """A pipelined pass where the visits outside ``lone`` ran beside reads (and slower)."""
-    t, visits = 0.001, []
-    for u, c in enumerate(compute):
-        c = c if u in lone else c * contention
-        visits.append(Visit(u, t, t, t + c, 0.002))
-        t += c
-    return Record(Config(Mode.PIPELINED, 2 * B, frozenset()), tuple(visits), 4 * B, 0.01, t)
-
-
-def test_a_slower_machine_moves_the_visits_no_frame_measures_alone():
-    """Pipelined frames measure some visits alone; the others follow the machine's speed."""
-    cal = Calibrator(PROFILE)
-    pred = cal.predict(Config(Mode.PIPELINED, 2 * B, frozenset()))
-    lone = {k for k, o in enumerate(pred.overlap_s) if o <= 0}
-    assert lone and len(lone) < 4          # the case: only some visits are ever alone
-    slower = [1.4 * c for c in PROFILE.compute_s]
-    for _ in range(40):
-        cal.observe(pipelined(slower, lone, 1.0))
-    assert cal.speed == pytest.approx(1.4, rel=0.02)
-    preload = cal.predict(Config(Mode.PRELOAD, 4 * B, frozenset())).latency_s
-    assert preload == pytest.approx(0.001 + sum(slower), rel=0.03)   # every visit moved
