@@ -192,8 +192,8 @@ def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
               f'{p99:.0f} ms of inference)')
         # what the whole model achieves here (by hand: auto_tune off, not judged by the tuner)
         assert live.set_params(auto_tune=False, execution_mode='preload')[0].successful
-        whole = run(12, 'frames with the whole model')[2:]   # the first reads it in
-        whole_ms = float(np.quantile([f['inference_ms'] for f in whole], 0.9))
+        preloaded = run(12, 'frames with the whole model')[2:]   # the first reads it in
+        whole_ms = float(np.quantile([f['inference_ms'] for f in preloaded], 0.9))
         assert live.set_params(auto_tune=True, execution_mode='pipelined')[0].successful
         # a deadline between the two: reachable with memory to spare, missed by the minimum
         lo, hi = 1.2 * whole_ms, 0.85 * minimum_ms
