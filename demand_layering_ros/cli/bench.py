@@ -18,8 +18,8 @@ import argparse
 import json
 import os
 from pathlib import Path
-import statistics
 import shutil
+import statistics
 import subprocess
 import sys
 import threading
@@ -30,6 +30,8 @@ from .processes import stop
 
 CLASSIFIER_HW = (224, 224)
 DETECTOR_HW = (480, 640)
+# rows of a model that are not a configuration of the executor (the plot and tables skip them)
+NOT_CONFIGURATIONS = ('disk', 'preload_beside_reader')
 DEFAULT_MODELS = ('resnet152', 'densenet201', 'ssd300_vgg16', 'retinanet_resnet50_fpn',
                   'fasterrcnn_resnet50_fpn')
 
@@ -262,7 +264,7 @@ def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         if r.get('calibrated_latency_ms'):
             r['calibrated_error_pct'] = 100 * (r['calibrated_latency_ms'] / r['latency_ms_p50']
                                                - 1)
-    if beside and base:
+    if beside:   # only measured with preload, so base exists
         beside['model_bytes'] = total
         rows.append(beside)
     rows.append({'model': model, 'config': 'disk', 'direct_read_bandwidth_bps': bandwidth,

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .bench import NOT_CONFIGURATIONS
+
 MARKERS = {'preload': 's', 'sequential_min': 'v', 'pipelined_min': 'o', 'near_zero': '*',
            'accelerate_disk': 'x'}
 
@@ -24,7 +26,7 @@ def plot(rows: list[dict[str, Any]], out: Path) -> None:
         ax.plot([c['budget_bytes'] / 2**20 for c in curve], [c['predicted_ms'] for c in curve],
                 '-', color='0.5', label='planner (predicted)')
         for r in rows:
-            if (r['model'] != model or r['config'] in ('disk', 'preload_beside_reader')
+            if (r['model'] != model or r['config'] in NOT_CONFIGURATIONS
                     or not r.get('weight_bytes_peak')):
                 continue
             ax.plot(r['weight_bytes_peak'] / 2**20, r['latency_ms_p50'],

@@ -9,6 +9,8 @@ import statistics
 import sys
 from typing import Any
 
+from .bench import NOT_CONFIGURATIONS
+
 MiB = 2 ** 20
 
 
@@ -33,7 +35,7 @@ def table(rows: list[dict[str, Any]]) -> str:
            '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for m in models:
         for name, r in _rows(rows, m).items():
-            if name in ('disk', 'preload_beside_reader'):
+            if name in NOT_CONFIGURATIONS:
                 continue
             pred = r.get('predicted_latency_ms')
             cal = r.get('calibrated_latency_ms')

@@ -204,7 +204,7 @@ def test_one_model_on_two_cameras_one_executor_headers_and_a_live_budget_change(
     assert int(later[-1]['engine.front+rear.budget_bytes']) == lower
 
 
-def test_two_models_split_the_budget_and_meet_feasible_deadlines(stores, cameras):
+def test_two_models_split_the_budget_and_serve_at_feasible_deadlines(stores, cameras):
     (front_store, total), (rear_store, _) = stores
     budget = 1.5 * total
     node = Streams(front_store, '-p', f'memory_budget_mb:={budget / MiB!r}',
