@@ -99,3 +99,12 @@ def test_the_same_deadline_replanned_keeps_the_hold():
     safer = tuner.plan(7.5 * 1.01, None)   # the outside time moved the target a little
     tuner.observe(0.0)
     assert not any(tuner.observe(safer.predicted_s * 0.5) for _ in range(2 * WINDOW))
+
+
+def test_a_few_slow_frames_do_not_replan():
+    """The machine stalling now and then (three frames in eight at twice the time): not slower."""
+    tuner = AutoTuner(IO_BOUND)
+    plan = tuner.plan(7.5, None)
+    tuner.observe(0.0)
+    frames = [plan.predicted_s * (2.0 if i % 8 in (2, 4, 7) else 1.0) for i in range(5 * WINDOW)]
+    assert not any(tuner.observe(t) for t in frames)

@@ -12,13 +12,16 @@ so the model keeps its parts apart instead of smearing one error over all of the
 - how much slower compute is while reads run, from frames where reads overlapped compute;
 - the time before the first unit.
 
-Each is an exponentially weighted mean (weight ``alpha`` for the new value), so predictions
-follow thermal throttling, other processes and disk drift. What the model still does not explain
-is left to the auto-tuner, which keeps measured / predicted over recent frames.
+Each is an exponentially weighted mean (weight ``alpha`` for the new value) of the median of
+its last ``MEDIAN_OF`` measurements, so predictions follow thermal throttling, other processes
+and disk drift, and one slow frame (the VM stalled, another process took the core) moves
+nothing. What the model still does not explain is left to the auto-tuner, which keeps
+measured / predicted over recent frames.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import replace
 import threading
 from typing import Any
@@ -31,6 +34,7 @@ from .simulate import Pipeline, Prediction, simulate
 
 ALPHA = 0.2          # weight of a new measurement in the moving averages
 MIN_OVERLAP_S = 1e-3  # frames with less read-compute overlap say nothing about contention
+MEDIAN_OF = 3         # a figure moves towards the median of its last this many measurements
 
 
 class Calibrator:
@@ -46,6 +50,7 @@ class Calibrator:
         self._stream = pipeline.stream_bps
         self._contention = pipeline.compute_contention
         self._pipeline = pipeline
+        self._recent: dict[str, deque[np.ndarray]] = {}
         self.frames = 0
 
     @property
@@ -75,22 +80,40 @@ class Calibrator:
 
     def _learn(self, rec: Record, visits: list[Any], pred: Prediction) -> None:
         a = self.alpha
-        self._prologue += a * (visits[0].entered - self._prologue)
+        self._prologue += a * (self._median('prologue', visits[0].entered) - self._prologue)
         # a visit that waited for its unit also woke the compute threads (see simulate)
         woke = np.array(pred.stall_s) > 0
         measured = np.array([v.done - v.ready for v in visits]) - self._base.wake_s * woke
         alone = np.array(pred.overlap_s) <= 0.0
-        self._compute[alone] += a * (measured[alone] - self._compute[alone])
+        self._compute[alone] += a * (self._median('compute', measured, alone)
+                                     - self._compute[alone])
         mode = rec.config.mode
         if mode == Mode.SEQUENTIAL:
-            for v in visits:
-                if v.read_s > 0:
-                    self._read[v.unit] += a * (v.read_s - self._read[v.unit])
+            units = np.array([v.unit for v in visits])
+            read = np.array([v.read_s for v in visits])
+            has = read > 0
+            self._read[units[has]] += a * (self._median('read', read, has)
+                                           - self._read[units[has]])
         if rec.bytes_read and rec.read_seconds > 0 and mode == Mode.PIPELINED:
-            self._stream += a * (rec.bytes_read / rec.read_seconds - self._stream)
+            self._stream += a * (self._median('stream', rec.bytes_read / rec.read_seconds)
+                                 - self._stream)
         overlap = float(np.sum(pred.overlap_s))
         if mode == Mode.PIPELINED and overlap >= MIN_OVERLAP_S:
             over = ~alone
             extra = float(np.sum(measured[over]) - np.sum(self._compute[over]))
             observed = max(1.0, 1.0 + extra / overlap)
-            self._contention += a * (observed - self._contention)
+            self._contention += a * (self._median('contention', observed) - self._contention)
+
+    def _median(self, figure: str, value: Any, measured: np.ndarray | None = None) -> Any:
+        """Per entry, the median of its last MEDIAN_OF measurements (this frame's included).
+
+        ``measured`` marks the entries this frame measured (the others are kept as unknown).
+        """
+        values = np.atleast_1d(np.array(value, dtype=float))
+        if measured is not None:
+            values = np.where(measured, values, np.nan)
+        recent = self._recent.setdefault(figure, deque(maxlen=MEDIAN_OF))
+        recent.append(values)
+        mask = ~np.isnan(values)
+        median = np.nanmedian(np.stack(recent)[:, mask], axis=0)
+        return median if measured is not None else float(median[0])

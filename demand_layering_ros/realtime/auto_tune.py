@@ -5,14 +5,15 @@ The planner predicts from the calibrated model (``engine.calibrate``); what the 
 misses is kept, per execution mode, as measured / predicted over recent frames (a node busy
 with a camera stream runs sequential and pipelined configurations slower than its idle profile
 says, preloaded ones hardly at all). A plan aims the 90th percentile of its mode's ratio at the
-target, so nine frames in ten meet it even when the model is a little off. The tuner re-plans
-when the delay of the plan in force, judged at the 70th percentile of a window of six frames
-(one or two slow frames do not count, a slower machine does), leaves its band: above the
-target (frames would miss: more memory), or far below it while memory could be given back
-(not within HOLDOFF frames of a re-plan for speed: a configuration just left for being slow
-looks fast again from the safer one, and going back to it would oscillate). The band's room
-between its edges, the window, the hold-off and leaving out the frame that brings a new plan's
-resident units in keep it from oscillating.
+target, so nine frames in ten meet it even when the model is a little off. The tuner
+re-plans when the plan in force leaves its band, judged on its last eight frames (from its
+fifth on): for speed when their median is above the target (most frames would miss: more
+memory; a few slow frames, the machine stalling, do not count, a slower machine does), or to
+give memory back when even their 90th percentile is far below the target (not within HOLDOFF
+frames of a re-plan for speed: a configuration just left for being slow looks fast again from
+the safer one, and going back to it would oscillate). The band's room between its edges, the
+window, the hold-off and leaving out the frame that brings a new plan's resident units in keep
+it from oscillating.
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ from ..engine.calibrate import Calibrator
 from ..engine.planner import Plan, plan_for_deadline
 from ..engine.simulate import Pipeline, simulate
 
-WINDOW = 6          # frames measured under a plan before it is judged (a change of the
-#                     machine's speed is acted on within about this many frames)
-JUDGED = 0.7        # ... at this quantile of the window (one or two slow frames do not count)
+WINDOW = 8          # the frames a plan is judged on: its last this many ...
+FIRST = 5           # ... once it has run this many (a change of the machine's speed is acted
+#                     on within about this many frames)
+SLOW = 0.5          # too slow: the window's median above the band (three slow frames in eight
+#                     do not count)
+SPARE = 0.9         # memory to spare: the window's 90th percentile below the band
 QUANTILE = 0.9      # plans aim this quantile of measured / predicted at the target
 TOLERANCE = 0.02    # re-plan for speed when the quantile's delay is above target * (1 + this)
 LOW = 0.8           # re-plan to give memory back when it is below target * this
@@ -67,12 +71,14 @@ class AutoTuner:
         if abs(target_s - st.target_s) > NEW_TARGET * st.target_s:
             self._since_slow = HOLDOFF   # a new deadline: nothing to hold
         plan, met = plan_for_deadline(self.calibrator.pipeline, target_s, max_budget,
-                                      correction=lambda mode: self.ratio(mode, QUANTILE))
+                                      correction=self._correction)
+        same = st.plan is not None and _config(st.plan) == _config(plan)
         st.plan, st.met, st.target_s = plan, met, target_s
-        st.ratio = self.ratio(plan.mode, QUANTILE)
+        st.ratio = self._correction(plan.mode)
         st.replans += 1
-        self._judged = 0
-        self._skip = 1   # the next frame applies the plan: it reads the resident units in
+        if not same:   # the same configuration again: its frames so far still judge it
+            self._judged = 0
+            self._skip = 1   # the next frame applies the plan: it reads the resident units in
         return plan
 
     def ratio(self, mode: str, q: float, recent: int | None = None) -> float:
@@ -86,6 +92,14 @@ class AutoTuner:
         if recent:
             ratios = ratios[-recent:]
         return float(np.quantile(ratios, q)) if ratios else 1.0
+
+    def _correction(self, mode: str) -> float:
+        """What a plan's prediction is scaled by: its mode's measured / predicted at QUANTILE.
+
+        Or the median of the last WINDOW frames when that is higher (a machine that just slowed
+        down: most of the history is from before).
+        """
+        return max(self.ratio(mode, QUANTILE), self.ratio(mode, SLOW, recent=WINDOW))
 
     def predicted_s(self, q: float = 0.5) -> float | None:
         """The plan in force's delay at quantile ``q`` of recent frames (calibrated model)."""
@@ -108,16 +122,16 @@ class AutoTuner:
             measured_s / model)
         self._judged += 1
         self._since_slow += 1
-        if self._judged < WINDOW:
+        if self._judged < FIRST:
             return False
-        expected = model * self.ratio(plan.mode, JUDGED, recent=WINDOW)
-        slow = expected > st.target_s * (1 + TOLERANCE) and st.met
-        spare = (expected < st.target_s * LOW and plan.budget_bytes > self._least_budget()
+        recent = min(self._judged, WINDOW)
+        slow = (model * self.ratio(plan.mode, SLOW, recent=recent)
+                > st.target_s * (1 + TOLERANCE) and st.met)
+        spare = (model * self.ratio(plan.mode, SPARE, recent=recent) < st.target_s * LOW
+                 and plan.budget_bytes > self._least_budget()
                  and self._since_slow >= HOLDOFF)
         if slow:
             self._since_slow = 0
-        if slow or spare:
-            self._judged = 0   # judged again on a fresh window, whatever the caller does
         return slow or spare
 
     def _model_s(self, plan: Plan) -> float:
@@ -130,3 +144,7 @@ class AutoTuner:
     def _least_budget(self) -> int:
         p = self.calibrator.pipeline
         return min(p.min_budget('sequential'), p.min_budget('pipelined'))
+
+
+def _config(plan: Plan) -> tuple:
+    return (str(plan.mode), plan.budget_bytes, plan.resident, plan.prefetch_depth)

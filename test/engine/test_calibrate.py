@@ -68,3 +68,17 @@ def test_the_executor_hands_over_records_of_real_passes(tmp_path):
     assert all(v.entered <= v.ready <= v.done for v in rec.visits)
     assert rec.visits[-1].done <= rec.latency_s
     dl.close()
+
+
+def test_one_slow_frame_moves_nothing():
+    """A frame stalled by the machine (every visit 3x) leaves every figure where it was."""
+    cal = Calibrator(PROFILE)
+    usual = list(PROFILE.compute_s)
+    for _ in range(5):
+        cal.observe(timed(Mode.SEQUENTIAL, B, usual, [0.010] * 4))
+    before = cal.pipeline
+    cal.observe(timed(Mode.SEQUENTIAL, B, [3 * c for c in usual], [0.030] * 4))
+    assert cal.pipeline.compute_s == pytest.approx(before.compute_s)
+    assert cal.pipeline.read_s == pytest.approx(before.read_s)
+    cal.observe(timed(Mode.SEQUENTIAL, B, [3 * c for c in usual], [0.030] * 4))
+    assert cal.pipeline.compute_s[0] > 1.2 * before.compute_s[0]   # twice in three: it moves
