@@ -32,6 +32,7 @@ CLASSIFIER_HW = (224, 224)
 DETECTOR_HW = (480, 640)
 # rows of a model that are not a configuration of the executor (the plot and tables skip them)
 NOT_CONFIGURATIONS = ('disk', 'preload_beside_reader')
+PROFILE_RUNS = 5    # passes per mode the profile takes the median of (the CLI default: 3)
 DEFAULT_MODELS = ('resnet152', 'densenet201', 'ssd300_vgg16', 'retinanet_resnet50_fpn',
                   'fasterrcnn_resnet50_fpn')
 
@@ -176,7 +177,9 @@ def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         print(f'[bench] {model}: exporting {store.name}', file=sys.stderr, flush=True)
         _cli('export', '--model', model, '--out', str(store), '--input-size', *size,
              '--slice-mb', str(args.slice_mb))
-    info = _cli('profile', *common, '--force')[-1]   # measured in this run, like the rest
+    # measured in this run, like the rest; per visit the median of PROFILE_RUNS passes, so a
+    # slow moment of the machine over one or two of them does not become the model's figure
+    info = _cli('profile', *common, '--force', '--runs', str(PROFILE_RUNS))[-1]
     prof = Profile.from_json(json.loads(Path(info['profile']).read_text()))
     pipe = prof.pipeline
     disk = [disk_best(store)]
