@@ -80,40 +80,49 @@ class Calibrator:
 
     def _learn(self, rec: Record, visits: list[Any], pred: Prediction) -> None:
         a = self.alpha
-        self._prologue += a * (self._median('prologue', visits[0].entered) - self._prologue)
+        self._prologue += a * (self._median1('prologue', visits[0].entered, self._prologue)
+                               - self._prologue)
         # a visit that waited for its unit also woke the compute threads (see simulate)
         woke = np.array(pred.stall_s) > 0
         measured = np.array([v.done - v.ready for v in visits]) - self._base.wake_s * woke
         alone = np.array(pred.overlap_s) <= 0.0
-        self._compute[alone] += a * (self._median('compute', measured, alone)
-                                     - self._compute[alone])
+        med, ok = self._median('compute', measured, self._compute, alone)
+        self._compute[ok] += a * (med[ok] - self._compute[ok])
         mode = rec.config.mode
         if mode == Mode.SEQUENTIAL:
             units = np.array([v.unit for v in visits])
             read = np.array([v.read_s for v in visits])
-            has = read > 0
-            self._read[units[has]] += a * (self._median('read', read, has)
-                                           - self._read[units[has]])
+            med, ok = self._median('read', read, self._read[units], read > 0)
+            for u in np.unique(units[ok]):   # a unit read at several visits: once, their mean
+                self._read[u] += a * (float(np.mean(med[ok & (units == u)])) - self._read[u])
         if rec.bytes_read and rec.read_seconds > 0 and mode == Mode.PIPELINED:
-            self._stream += a * (self._median('stream', rec.bytes_read / rec.read_seconds)
-                                 - self._stream)
+            self._stream += a * (self._median1('stream', rec.bytes_read / rec.read_seconds,
+                                               self._stream) - self._stream)
         overlap = float(np.sum(pred.overlap_s))
         if mode == Mode.PIPELINED and overlap >= MIN_OVERLAP_S:
             over = ~alone
             extra = float(np.sum(measured[over]) - np.sum(self._compute[over]))
             observed = max(1.0, 1.0 + extra / overlap)
-            self._contention += a * (self._median('contention', observed) - self._contention)
+            self._contention += a * (self._median1('contention', observed, self._contention)
+                                     - self._contention)
 
-    def _median(self, figure: str, value: Any, measured: np.ndarray | None = None) -> Any:
-        """Per entry, the median of its last MEDIAN_OF measurements (this frame's included).
+    def _median(self, figure: str, values: np.ndarray, current: np.ndarray,
+                measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per entry, the median of its last MEDIAN_OF measurements, this frame's included.
 
-        ``measured`` marks the entries this frame measured (the others are kept as unknown).
+        Where an entry was not measured (in an earlier frame, or before there were MEDIAN_OF
+        frames) its figure as it is stands in, so one stalled frame moves nothing even then.
+        ``measured``: the entries this frame measured; returned with the medians, less any
+        that are not finite.
         """
-        values = np.atleast_1d(np.array(value, dtype=float))
-        if measured is not None:
-            values = np.where(measured, values, np.nan)
+        measured = measured & np.isfinite(values)
         recent = self._recent.setdefault(figure, deque(maxlen=MEDIAN_OF))
-        recent.append(values)
-        mask = ~np.isnan(values)
-        median = np.nanmedian(np.stack(recent)[:, mask], axis=0)
-        return median if measured is not None else float(median[0])
+        recent.append(np.where(measured, values, np.nan))
+        rows = np.stack([*recent] + [np.full(len(values), np.nan)] * (MEDIAN_OF - len(recent)))
+        return np.median(np.where(np.isnan(rows), current, rows), axis=0), measured
+
+    def _median1(self, figure: str, value: float, current: float) -> float:
+        """:meth:`_median` of one figure."""
+        med, ok = self._median(figure, np.array([value], dtype=float), np.array([current]),
+                               np.array([True]))
+        return float(med[0]) if ok[0] else current

@@ -5,11 +5,13 @@ The planner predicts from the calibrated model (``engine.calibrate``); what the 
 misses is kept, per execution mode, as measured / predicted over recent frames (a node busy
 with a camera stream runs sequential and pipelined configurations slower than its idle profile
 says, preloaded ones hardly at all). A plan aims the 90th percentile of its mode's ratio at the
-target, so nine frames in ten meet it even when the model is a little off. The tuner
+target, so nine frames in ten meet it even when the model is a little off (or the median of the
+last eight frames' ratio, when a machine that just slowed down makes that higher). The tuner
 re-plans when the plan in force leaves its band, judged on its last eight frames (from its
 fifth on): for speed when their median is above the target (most frames would miss: more
 memory; a few slow frames, the machine stalling, do not count, a slower machine does), or to
-give memory back when even their 90th percentile is far below the target (not within HOLDOFF
+give memory back when even their 90th percentile is far below the target, and the planner's
+correction agrees (not within HOLDOFF
 frames of a re-plan for speed: a configuration just left for being slow looks fast again from
 the safer one, and going back to it would oscillate). The band's room between its edges, the
 window, the hold-off and leaving out the frame that brings a new plan's resident units in keep
@@ -34,7 +36,7 @@ SLOW = 0.5          # too slow: the window's median above the band (three slow f
 #                     do not count)
 SPARE = 0.9         # memory to spare: the window's 90th percentile below the band
 QUANTILE = 0.9      # plans aim this quantile of measured / predicted at the target
-TOLERANCE = 0.02    # re-plan for speed when the quantile's delay is above target * (1 + this)
+TOLERANCE = 0.02    # re-plan for speed when the window's median delay is above target * (1 + this)
 LOW = 0.8           # re-plan to give memory back when it is below target * this
 HISTORY = 200       # ratios kept per mode (the model's error across plans; enough for a p99)
 NEW_TARGET = 0.05   # a target this much away from the last is a new deadline (the time outside
@@ -49,7 +51,7 @@ class TunerState:
 
     plan: Plan | None = None
     met: bool = True
-    ratio: float = 1.0     # measured / predicted at QUANTILE for the plan's mode, when made
+    ratio: float = 1.0     # the correction the plan was made with (see AutoTuner._correction)
     replans: int = 0
     target_s: float = 0.0
 
@@ -72,13 +74,11 @@ class AutoTuner:
             self._since_slow = HOLDOFF   # a new deadline: nothing to hold
         plan, met = plan_for_deadline(self.calibrator.pipeline, target_s, max_budget,
                                       correction=self._correction)
-        same = st.plan is not None and _config(st.plan) == _config(plan)
         st.plan, st.met, st.target_s = plan, met, target_s
         st.ratio = self._correction(plan.mode)
         st.replans += 1
-        if not same:   # the same configuration again: its frames so far still judge it
-            self._judged = 0
-            self._skip = 1   # the next frame applies the plan: it reads the resident units in
+        self._judged = 0   # judged on its own frames (at most one re-plan per FIRST frames)
+        self._skip = 1   # the next frame applies the plan: it reads the resident units in
         return plan
 
     def ratio(self, mode: str, q: float, recent: int | None = None) -> float:
@@ -127,7 +127,10 @@ class AutoTuner:
         recent = min(self._judged, WINDOW)
         slow = (model * self.ratio(plan.mode, SLOW, recent=recent)
                 > st.target_s * (1 + TOLERANCE) and st.met)
-        spare = (model * self.ratio(plan.mode, SPARE, recent=recent) < st.target_s * LOW
+        # memory to spare: nearly every recent frame is fast, and the planner's correction
+        # (which a stalling machine keeps high) agrees, or the plan would be the same one
+        spare = (model * max(self.ratio(plan.mode, SPARE, recent=recent),
+                             self._correction(plan.mode)) < st.target_s * LOW
                  and plan.budget_bytes > self._least_budget()
                  and self._since_slow >= HOLDOFF)
         if slow:
@@ -144,7 +147,3 @@ class AutoTuner:
     def _least_budget(self) -> int:
         p = self.calibrator.pipeline
         return min(p.min_budget('sequential'), p.min_budget('pipelined'))
-
-
-def _config(plan: Plan) -> tuple:
-    return (str(plan.mode), plan.budget_bytes, plan.resident, plan.prefetch_depth)

@@ -74,6 +74,9 @@ def test_one_slow_frame_moves_nothing():
     """A frame stalled by the machine (every visit 3x) leaves every figure where it was."""
     cal = Calibrator(PROFILE)
     usual = list(PROFILE.compute_s)
+    cal.observe(timed(Mode.SEQUENTIAL, B, [3 * c for c in usual], [0.030] * 4))   # the first
+    assert cal.pipeline.compute_s == pytest.approx(PROFILE.compute_s)
+    assert cal.pipeline.read_s == pytest.approx(PROFILE.read_s)
     for _ in range(5):
         cal.observe(timed(Mode.SEQUENTIAL, B, usual, [0.010] * 4))
     before = cal.pipeline
