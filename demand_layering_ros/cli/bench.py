@@ -24,9 +24,13 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, TYPE_CHECKING
 
 from .processes import stop
+
+if TYPE_CHECKING:   # the engine (torch) is imported when a benchmark runs, not with the CLI
+    from ..engine import planner
+    from ..engine.simulate import Pipeline
 
 CLASSIFIER_HW = (224, 224)
 DETECTOR_HW = (480, 640)
@@ -162,96 +166,136 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every configuration of one model; one row each."""
+    """Every configuration of one model; one row each, then the model's disk row."""
     from ..engine import page_cache, planner
     from ..engine.profile import Profile
     from ..perception.models import DETECTORS
     hw = DETECTOR_HW if model in DETECTORS else CLASSIFIER_HW
-    size = [str(hw[0]), str(hw[1])]
+    store = _exported(model, hw, args)
+    common = ['--model', model, '--store', str(store), '--input-size', *map(str, hw),
+              '--device', args.device, '--threads', str(args.threads)]
+    # measured in this run, like the rest; per visit the median of PROFILE_RUNS passes, so a
+    # slow moment of the machine over one or two of them does not become the model's figure
+    profile = _cli('profile', *common, '--force', '--runs', str(PROFILE_RUNS))[-1]['profile']
+    prof = Profile.from_json(json.loads(Path(profile).read_text()))
+    pipe = prof.pipeline
+    plans, curve = configurations(pipe, args.curve_points)
+    wanted = [c for c in (args.configs or [*plans, 'accelerate_disk'])
+              if c in plans or c == 'accelerate_disk']   # a curve may have fewer inner points
+    disk = [disk_best(store)]   # the disk's best before each configuration and after the last
+    rows: list[dict[str, Any]] = []
+    for name in (c for c in wanted if c in plans):
+        disk.append(disk_best(store))
+        page_cache.evict(store)
+        rows.append({**_measure_plan(model, name, plans[name], pipe, hw, [
+            *common, '--profile', profile], args), 'disk_bps_before': disk[-1]})
+    if 'accelerate_disk' in wanted:
+        rows.append(_accelerate_row(model, hw, args))
+    disk.append(disk_best(store))
+    beside = _beside_row(model, hw, store, common, args) if 'preload' in wanted else {}
+    for r, after in zip(rows, disk[2:]):
+        r['disk_bps_after'] = after
+    bandwidth = max(disk)   # the disk's best in this run
+    _against_preload(rows, pipe.total_bytes, bandwidth)
+    if beside:   # only measured with preload
+        rows.append({**beside, 'model_bytes': pipe.total_bytes})
+    rows.append({'model': model, 'config': 'disk', 'direct_read_bandwidth_bps': bandwidth,
+                 'compute_slowdown_beside_reader': beside.get('slowdown'),
+                 'reader_bps_beside_compute': beside.get('reader_bps'),
+                 'disk_measurements_bps': disk, 'disk_probe': [list(d) for d in prof.disk],
+                 'io': {'queue_depth': pipe.io.queue_depth,
+                        'request_bytes': pipe.io.request_bytes},
+                 'profile_read_bandwidth_bps': prof.read_bandwidth_bps,
+                 'profile_compute_ms': pipe.compute_total_s * 1e3,
+                 'analytic_resident_bytes': planner.analytic_resident_bytes(pipe, bandwidth),
+                 'curve': [q.to_json() for q in curve]})
+    return rows
+
+
+def _exported(model: str, hw: tuple[int, int], args: argparse.Namespace) -> Path:
+    """The model's store under ``args.stores`` (exported on first use)."""
     stores = Path(args.stores)
     stores.mkdir(parents=True, exist_ok=True)
     store = stores / f'{model}-{hw[0]}x{hw[1]}-s{args.slice_mb:g}.dls'
-    common = ['--model', model, '--store', str(store), '--input-size', *size,
-              '--device', args.device, '--threads', str(args.threads)]
     if not store.exists():
         print(f'[bench] {model}: exporting {store.name}', file=sys.stderr, flush=True)
-        _cli('export', '--model', model, '--out', str(store), '--input-size', *size,
+        _cli('export', '--model', model, '--out', str(store), '--input-size', *map(str, hw),
              '--slice-mb', str(args.slice_mb))
-    # measured in this run, like the rest; per visit the median of PROFILE_RUNS passes, so a
-    # slow moment of the machine over one or two of them does not become the model's figure
-    info = _cli('profile', *common, '--force', '--runs', str(PROFILE_RUNS))[-1]
-    prof = Profile.from_json(json.loads(Path(info['profile']).read_text()))
-    pipe = prof.pipeline
-    disk = [disk_best(store)]
-    preload_pred = pipe.compute_total_s
+    return store
+
+
+def configurations(pipe: Pipeline, curve_points: int) -> tuple[dict[str, planner.Plan],
+                                                               list[planner.Plan]]:
+    """The configurations measured (the planner's, by name) and the planner's curve."""
+    from ..engine import planner
     seq_min, pipe_min = pipe.min_budget('sequential'), pipe.min_budget('pipelined')
     plans: dict[str, planner.Plan] = {
         'preload': planner.plan_for_budget(pipe, pipe.min_budget('preload')),
         'sequential_min': planner.plan_in_mode(pipe, 'sequential', seq_min),
         'pipelined_min': planner.plan_in_mode(pipe, 'pipelined', pipe_min),
     }
-    plans['near_zero'], _met = planner.plan_for_deadline(pipe, preload_pred * 1.01)
+    # the least memory within 1% of preload's prediction
+    plans['near_zero'], _met = planner.plan_for_deadline(pipe, pipe.compute_total_s * 1.01)
     curve = planner.pareto_curve(pipe)
     inner = [q for q in curve if q.mode == 'pipelined'
              and plans['pipelined_min'].budget_bytes < q.budget_bytes
              < plans['near_zero'].budget_bytes]
-    for i in range(min(args.curve_points, len(inner))):
-        q = inner[(i + 1) * len(inner) // (args.curve_points + 1)]
-        plans[f'curve_{i + 1}'] = q
-    wanted = [c for c in (args.configs or [*plans, 'accelerate_disk'])
-              if c in plans or c == 'accelerate_disk']   # a curve may have fewer inner points
-    rows: list[dict[str, Any]] = []
-    for name in wanted:
-        if name == 'accelerate_disk':
-            continue
-        plan = plans[name]
-        print(f'[bench] {model}: {name} ({plan.mode}, {plan.budget_bytes / 2**20:.1f} MiB, '
-              f'{len(plan.resident)} resident)', file=sys.stderr, flush=True)
-        disk.append(disk_best(store))
-        page_cache.evict(store)
-        out = _cli('run', *common, '--profile', info['profile'], '--calibrate',
-                   str(args.calibrate), '--mode', plan.mode,
-                   '--budget-bytes', str(plan.budget_bytes),
-                   '--resident', ','.join(map(str, sorted(plan.resident))), '--frames',
-                   str(args.frames), '--warmup', str(args.warmup), '--json')
-        row = {'model': model, 'config': name, 'mode': plan.mode,
-               'budget_bytes': plan.budget_bytes, 'resident_units': len(plan.resident),
-               'resident_bytes': sum(pipe.nbytes[i] for i in plan.resident),
-               'predicted_latency_ms': plan.predicted_s * 1e3, 'input_hw': list(hw),
-               **_summarise(out)}
-        row['disk_bps_before'] = disk[-1]
-        rows.append(row)
-    if 'accelerate_disk' in wanted:
-        print(f'[bench] {model}: accelerate_disk', file=sys.stderr, flush=True)
-        offload = stores / f'{model}-accelerate'
-        cmd = [sys.executable, '-m', 'demand_layering_ros.cli.accelerate_peer', '--model', model,
-               '--offload-dir', str(offload), '--input-size', *size, '--frames',
-               str(args.frames), '--warmup', str(args.warmup), '--threads', str(args.threads),
-               '--device', args.device]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
-        if proc.returncode != 0:
-            raise RuntimeError(f'accelerate peer failed: {proc.stderr.strip()[-800:]}')
-        out = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith('{')]
-        rows.append({'model': model, 'config': 'accelerate_disk', 'mode': 'accelerate_disk',
-                     'predicted_latency_ms': None, 'input_hw': list(hw), **_summarise(out)})
-    disk.append(disk_best(store))
-    beside: dict[str, Any] = {}
-    if 'preload' in wanted:
-        print(f'[bench] {model}: preload alone, then beside a direct reader (dd)',
-              file=sys.stderr, flush=True)
-        try:
-            beside = {'model': model, 'config': 'preload_beside_reader', 'mode': 'preload',
-                      'predicted_latency_ms': None, 'input_hw': list(hw),
-                      **interference(store, lambda: _cli(
-                          'run', *common, '--mode', 'preload', '--frames', str(args.frames),
-                          '--warmup', str(args.warmup), '--json'))}
-        except RuntimeError as e:
-            print(f'[bench] {model}: no reader beside preload: {e}', file=sys.stderr)
-    for r, after in zip(rows, disk[2:]):   # each configuration's disk: before and after it
-        r['disk_bps_after'] = after
-    bandwidth = max(disk)   # the disk's best in this run
+    for i in range(min(curve_points, len(inner))):
+        plans[f'curve_{i + 1}'] = inner[(i + 1) * len(inner) // (curve_points + 1)]
+    return plans, curve
+
+
+def _measure_plan(model: str, name: str, plan: planner.Plan, pipe: Pipeline,
+                  hw: tuple[int, int], common: list[str],
+                  args: argparse.Namespace) -> dict[str, Any]:
+    """One configuration in a fresh process (calibrated first; see the module's docstring)."""
+    print(f'[bench] {model}: {name} ({plan.mode}, {plan.budget_bytes / 2**20:.1f} MiB, '
+          f'{len(plan.resident)} resident)', file=sys.stderr, flush=True)
+    out = _cli('run', *common, '--calibrate', str(args.calibrate), '--mode', plan.mode,
+               '--budget-bytes', str(plan.budget_bytes),
+               '--resident', ','.join(map(str, sorted(plan.resident))), '--frames',
+               str(args.frames), '--warmup', str(args.warmup), '--json')
+    return {'model': model, 'config': name, 'mode': plan.mode,
+            'budget_bytes': plan.budget_bytes, 'resident_units': len(plan.resident),
+            'resident_bytes': sum(pipe.nbytes[i] for i in plan.resident),
+            'predicted_latency_ms': plan.predicted_s * 1e3, 'input_hw': list(hw),
+            **_summarise(out)}
+
+
+def _accelerate_row(model: str, hw: tuple[int, int], args: argparse.Namespace) -> dict[str, Any]:
+    """The peer: Accelerate's disk offload of the same model on the same device."""
+    print(f'[bench] {model}: accelerate_disk', file=sys.stderr, flush=True)
+    cmd = [sys.executable, '-m', 'demand_layering_ros.cli.accelerate_peer', '--model', model,
+           '--offload-dir', str(Path(args.stores) / f'{model}-accelerate'), '--input-size',
+           *map(str, hw), '--frames', str(args.frames), '--warmup', str(args.warmup),
+           '--threads', str(args.threads), '--device', args.device]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        raise RuntimeError(f'accelerate peer failed: {proc.stderr.strip()[-800:]}')
+    out = [json.loads(x) for x in proc.stdout.splitlines() if x.startswith('{')]
+    return {'model': model, 'config': 'accelerate_disk', 'mode': 'accelerate_disk',
+            'predicted_latency_ms': None, 'input_hw': list(hw), **_summarise(out)}
+
+
+def _beside_row(model: str, hw: tuple[int, int], store: Path, common: list[str],
+                args: argparse.Namespace) -> dict[str, Any]:
+    """Preload alone, then beside a plain direct reader (empty when no reader could run)."""
+    print(f'[bench] {model}: preload alone, then beside a direct reader (dd)',
+          file=sys.stderr, flush=True)
+    try:
+        return {'model': model, 'config': 'preload_beside_reader', 'mode': 'preload',
+                'predicted_latency_ms': None, 'input_hw': list(hw),
+                **interference(store, lambda: _cli(
+                    'run', *common, '--mode', 'preload', '--frames', str(args.frames),
+                    '--warmup', str(args.warmup), '--json'))}
+    except RuntimeError as e:
+        print(f'[bench] {model}: no reader beside preload: {e}', file=sys.stderr)
+        return {}
+
+
+def _against_preload(rows: list[dict[str, Any]], total: int, bandwidth: float) -> None:
+    """Each row's reduction, overhead, floor and efficiency against preload; its errors."""
     base = next((r for r in rows if r['config'] == 'preload'), None)
-    total = pipe.total_bytes
     for r in rows:
         r['model_bytes'] = total
         if base:
@@ -267,20 +311,6 @@ def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         if r.get('calibrated_latency_ms'):
             r['calibrated_error_pct'] = 100 * (r['calibrated_latency_ms'] / r['latency_ms_p50']
                                                - 1)
-    if beside:   # only measured with preload, so base exists
-        beside['model_bytes'] = total
-        rows.append(beside)
-    rows.append({'model': model, 'config': 'disk', 'direct_read_bandwidth_bps': bandwidth,
-                 'compute_slowdown_beside_reader': beside.get('slowdown'),
-                 'reader_bps_beside_compute': beside.get('reader_bps'),
-                 'disk_measurements_bps': disk, 'disk_probe': [list(d) for d in prof.disk],
-                 'io': {'queue_depth': pipe.io.queue_depth,
-                        'request_bytes': pipe.io.request_bytes},
-                 'profile_read_bandwidth_bps': prof.read_bandwidth_bps,
-                 'profile_compute_ms': pipe.compute_total_s * 1e3,
-                 'analytic_resident_bytes': planner.analytic_resident_bytes(pipe, bandwidth),
-                 'curve': [q.to_json() for q in curve]})
-    return rows
 
 
 def run_bench(args: argparse.Namespace) -> int:
