@@ -166,7 +166,7 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
-    """Every configuration of one model; one row each, then the model's disk row."""
+    """Every configuration of one model: one row each, preload beside ``dd``, the disk row."""
     from ..engine import page_cache, planner
     from ..engine.profile import Profile
     from ..perception.models import DETECTORS
@@ -182,7 +182,8 @@ def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     plans, curve = configurations(pipe, args.curve_points)
     wanted = [c for c in (args.configs or [*plans, 'accelerate_disk'])
               if c in plans or c == 'accelerate_disk']   # a curve may have fewer inner points
-    disk = [disk_best(store)]   # the disk's best before each configuration and after the last
+    # the disk's best: once first, before each configuration, and after the last
+    disk = [disk_best(store)]
     rows: list[dict[str, Any]] = []
     for name in (c for c in wanted if c in plans):
         disk.append(disk_best(store))
@@ -193,7 +194,7 @@ def bench_model(model: str, args: argparse.Namespace) -> list[dict[str, Any]]:
         rows.append(_accelerate_row(model, hw, args))
     disk.append(disk_best(store))
     beside = _beside_row(model, hw, store, common, args) if 'preload' in wanted else {}
-    for r, after in zip(rows, disk[2:]):
+    for r, after in zip(rows, disk[2:]):   # the next configuration's "before", or the last
         r['disk_bps_after'] = after
     bandwidth = max(disk)   # the disk's best in this run
     _against_preload(rows, pipe.total_bytes, bandwidth)
@@ -226,7 +227,7 @@ def _exported(model: str, hw: tuple[int, int], args: argparse.Namespace) -> Path
 
 def configurations(pipe: Pipeline, curve_points: int) -> tuple[dict[str, planner.Plan],
                                                                list[planner.Plan]]:
-    """The configurations measured (the planner's, by name) and the planner's curve."""
+    """The planner's configurations to measure, by name (``--configs`` picks), and its curve."""
     from ..engine import planner
     seq_min, pipe_min = pipe.min_budget('sequential'), pipe.min_budget('pipelined')
     plans: dict[str, planner.Plan] = {
@@ -248,7 +249,10 @@ def configurations(pipe: Pipeline, curve_points: int) -> tuple[dict[str, planner
 def _measure_plan(model: str, name: str, plan: planner.Plan, pipe: Pipeline,
                   hw: tuple[int, int], common: list[str],
                   args: argparse.Namespace) -> dict[str, Any]:
-    """One configuration in a fresh process (calibrated first; see the module's docstring)."""
+    """One configuration, in a fresh process (``run --calibrate``: the calibrated prediction).
+
+    The caller evicts the store from the page cache first.
+    """
     print(f'[bench] {model}: {name} ({plan.mode}, {plan.budget_bytes / 2**20:.1f} MiB, '
           f'{len(plan.resident)} resident)', file=sys.stderr, flush=True)
     out = _cli('run', *common, '--calibrate', str(args.calibrate), '--mode', plan.mode,
