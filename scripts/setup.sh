@@ -58,6 +58,7 @@ if [ ! -f "$root/install/.stamp" ] || [ "$(cat "$root/install/.stamp")" != "$pkg
   set +u
   [ -f "$compat_ws/install/setup.bash" ] && source "$compat_ws/install/setup.bash"
   set -u
+  mkdir -p build   # absent where the distro's vision_msgs made the stand-in's build unneeded
   colcon --log-base build/log build --base-paths "$root" --build-base build/pkg --install-base install \
       --symlink-install --event-handlers console_direct- >build/colcon.log 2>&1 \
     || { tail -40 build/colcon.log >&2; exit 1; }
