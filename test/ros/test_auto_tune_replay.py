@@ -114,11 +114,15 @@ def reached(frames: list[dict]) -> int:
     return max(held)
 
 
-def least_budget(pipeline, deadline_ms: float, outside: float) -> int:
-    """The least weight memory the planner's curve needs for the deadline."""
+def least_budget(pipeline, deadline_ms: float, outside: float) -> int | None:
+    """The least weight memory the planner's curve needs for the deadline (None: out of reach).
+
+    The curve is the profile's, measured on the idle machine at configure: a deadline derived
+    from frames of the loaded machine may be out of its reach (seen in CI: a 258 ms deadline
+    from frames whose whole model ran faster than the profile said).
+    """
     plan, met = planner.plan_for_deadline(pipeline, (deadline_ms - outside) / 1e3)
-    assert met, f'the curve cannot meet {deadline_ms} ms'
-    return plan.budget_bytes
+    return plan.budget_bytes if met else None
 
 
 def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
@@ -158,12 +162,13 @@ def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
             configs = [(f['mode'], f['budget_bytes']) for f in after[:HOLD]]
             visited = [c for i, c in enumerate(configs) if i == 0 or c != configs[i - 1]]
             least = least_budget(pipe, deadline_ms, outside_ms(got, 0.9))
+            needs = 'more than it has' if least is None else f'{least / MiB:.1f} MiB'
             held = reached(got)
             report = (f'{deadline_ms:.0f} ms: p50 {np.median(latency):.0f} ms, p90 '
                       f'{np.quantile(latency, 0.9):.0f} ms from frame k+{SETTLE}, '
                       f'{held / MiB:.1f} MiB held from frame k+{SETTLE} '
-                      f'({len(visited) - 1} changes), the profile\'s curve needs '
-                      f'{least / MiB:.1f} MiB; frames (ms, KiB) '
+                      f'({len(visited) - 1} changes), the profile\'s curve needs {needs}; '
+                      'frames (ms, KiB) '
                       f'{[(round(f["inference_ms"]), f["budget_bytes"] >> 10) for f in got]}')
             print(report)
             # met; or the machine slowed until the deadline is out of reach and the tuner
@@ -189,7 +194,9 @@ def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
         deadline = 1.1 * p99 + outside_ms(loose, 1.0)
         got, report = change(deadline, SETTLE + HOLD + 10)
         held = reached(got)
-        assert held <= 1.1 * least_budget(pipe, deadline, outside_ms(got, 0.9)), report
+        least = least_budget(pipe, deadline, outside_ms(got, 0.9))
+        assert least is not None, f'the curve cannot meet {deadline:.0f} ms: {report}'
+        assert held <= 1.1 * least, report
         assert held <= 1.1 * least_of_all, report
         misses = sum(f['missed'] for f in got)
         print(f'{misses} of {len(got)} frames missed {deadline:.0f} ms (predicted p99 '
