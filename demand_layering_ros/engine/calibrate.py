@@ -93,8 +93,10 @@ class Calibrator:
             units = np.array([v.unit for v in visits])
             read = np.array([v.read_s for v in visits])
             med, ok = self._median('read', read, self._read[units], read > 0)
-            for u in np.unique(units[ok]):   # a unit read at several visits: once, their mean
-                self._read[u] += a * (float(np.mean(med[ok & (units == u)])) - self._read[u])
+            # a unit read at several visits moves once, by their mean
+            n = np.bincount(units[ok], minlength=len(self._read))
+            mean = np.bincount(units[ok], med[ok], minlength=len(self._read)) / np.maximum(n, 1)
+            self._read[n > 0] += a * (mean[n > 0] - self._read[n > 0])
         if rec.bytes_read and rec.read_seconds > 0 and mode == Mode.PIPELINED:
             self._stream += a * (self._median1('stream', rec.bytes_read / rec.read_seconds,
                                                self._stream) - self._stream)

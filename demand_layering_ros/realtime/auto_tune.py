@@ -11,11 +11,10 @@ re-plans when the plan in force leaves its band, judged on its last eight frames
 fifth on): for speed when their median is above the target (most frames would miss: more
 memory; a few slow frames, the machine stalling, do not count, a slower machine does), or to
 give memory back when even their 90th percentile is far below the target, and the planner's
-correction agrees (not within HOLDOFF
-frames of a re-plan for speed: a configuration just left for being slow looks fast again from
-the safer one, and going back to it would oscillate). The band's room between its edges, the
-window, the hold-off and leaving out the frame that brings a new plan's resident units in keep
-it from oscillating.
+correction agrees (not within HOLDOFF frames of a re-plan for speed: a configuration just left
+for being slow looks fast again from the safer one, and going back to it would oscillate).
+The band's room between its edges, the window, the hold-off and leaving out the frame that
+brings a new plan's resident units in keep it from oscillating.
 """
 
 from __future__ import annotations
