@@ -34,6 +34,9 @@ def test_the_parameter_file_applies_under_a_namespace(tmp_path):
         names = sorted(expected)
         got = dict(zip(names, node.get_params(*names)))
         assert got == expected
-        assert ('demand_layering_node', '/front') in node.node.get_node_names_and_namespaces()
+        # The graph learns node names from a discovery topic of its own, which can arrive after the
+        # parameter services answer (CI saw only the probe itself right after them): wait for it.
+        node.wait_for(lambda: ('demand_layering_node', '/front')
+                      in node.node.get_node_names_and_namespaces(), 30, 'the node in /front')
     finally:
         node.close()
