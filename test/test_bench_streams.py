@@ -38,6 +38,11 @@ def test_one_node_serves_both_streams_and_the_others_one_each():
     assert '__ns:=/rear' in ' '.join(separate[1]) and 'image:=/rear/image_raw' in separate[1]
     assert 'execution_mode:=pipelined' in separate[0]
     assert 'execution_mode:=preload' in preloaded[0]
+    # two nodes on every core's threads each, or on a share of them each (the fairer baseline)
+    assert all('num_threads:=2' in node for node in [one, *separate, *preloaded])
+    split = bs.setup_processes('separate_split', models, stores, topics, args('--threads', '2'))
+    assert [node.count('num_threads:=1') for node in split] == [1, 1]
+    assert 'execution_mode:=pipelined' in split[0] and '__ns:=/front' in ' '.join(split[0])
 
 
 def test_memory_is_read_from_smaps_rollup():

@@ -30,8 +30,9 @@ from typing import Any, Callable
 from .processes import stop
 
 SCENARIOS = ('same', 'different')
-SETUPS = ('one_node', 'one_node_turns', 'separate', 'preloaded')
+SETUPS = ('one_node', 'one_node_turns', 'separate', 'separate_split', 'preloaded')
 ONE_NODE = ('one_node', 'one_node_turns')
+BASELINES = ('separate', 'separate_split', 'preloaded')   # one node is compared with each
 SAMPLE_S = 0.5          # memory sampling period
 SETTLE_S = 60.0         # after the bag: until every frame is accounted for
 CONFIGURE_S = 600.0     # a node's configure (stores are ready: only loading)
@@ -131,8 +132,8 @@ def setup_processes(setup: str, models: dict[str, str], stores: dict[str, Path],
     """The ROS arguments of each node process of a setup."""
     size = (['-p', f'input_size:=[{args.input_size[0]}, {args.input_size[1]}]']
             if args.input_size else [])
-    common = ['-p', f'num_threads:={args.threads}', '-p', f'device:={args.device}',
-              '-p', f'deadline_ms:={args.deadline_ms}', *size]
+    common = ['-p', f'num_threads:={setup_threads(setup, len(models), args.threads)}',
+              '-p', f'device:={args.device}', '-p', f'deadline_ms:={args.deadline_ms}', *size]
     if setup in ONE_NODE:
         ros = [*node_args(topics), *common, '-p', f'streams:=[{", ".join(models)}]',
                '-p', 'memory_budget_mb:=0.0',
@@ -146,6 +147,15 @@ def setup_processes(setup: str, models: dict[str, str], stores: dict[str, Path],
              '-p', f'model:={models[s]}', '-p', f'store_path:={stores[s]}',
              '-p', f'execution_mode:={mode}', '-p', 'memory_budget_mb:=0.0',
              '-r', f'image:={topics[s]}'] for s in models]
+
+
+def setup_threads(setup: str, nodes: int, threads: int) -> int:
+    """Each node's intra-op threads: the machine's, or (``separate_split``) a share of them.
+
+    Two nodes with every core's threads each run twice as many compute threads as there are cores
+    whenever both infer; a user running two nodes on a small computer would split the cores.
+    """
+    return max(1, threads // nodes) if setup == 'separate_split' else threads
 
 
 # -- one setup ------------------------------------------------------------------------------
@@ -268,7 +278,7 @@ def _wait(cond: Callable[[], bool], timeout: float, what: str,
 
 # -- the whole benchmark --------------------------------------------------------------------
 def prepare(model: str, seed: int, args: argparse.Namespace) -> Path:
-    """The store of ``model`` (exported once) and its profile for the nodes' settings."""
+    """The store of ``model`` (exported once) and its profiles for the nodes' settings."""
     root = Path(args.stores)
     root.mkdir(parents=True, exist_ok=True)
     store = root / f'{model}-s{seed}.dls'
@@ -277,10 +287,11 @@ def prepare(model: str, seed: int, args: argparse.Namespace) -> Path:
         subprocess.run([*cli, 'export', '--model', model, '--seed', str(seed), '--out',
                         str(store)], check=True, capture_output=True, timeout=1800)
     size = ['--input-size', *map(str, args.input_size)] if args.input_size else []
-    # a node profiles at configure: done here once, with the nodes' threads and input size
-    subprocess.run([*cli, 'profile', '--model', model, '--store', str(store), '--threads',
-                    str(args.threads), '--device', args.device, *size], check=True,
-                   capture_output=True, timeout=1800)
+    # a node profiles at configure: done here once, for each thread count the setups give nodes
+    for threads in sorted({setup_threads(s, 2, args.threads) for s in args.setups}):
+        subprocess.run([*cli, 'profile', '--model', model, '--store', str(store), '--threads',
+                        str(threads), '--device', args.device, *size], check=True,
+                       capture_output=True, timeout=1800)
     return store
 
 
@@ -298,7 +309,7 @@ def compare(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def _against(one: dict[str, Any], by: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out = {}
-    for other in ('separate', 'preloaded'):
+    for other in BASELINES:
         r = by.get(other)
         if r is None:
             continue
