@@ -1,6 +1,7 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """Streams without ROS running: names, dotted parameters, views, engines, their targets."""
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -83,6 +84,24 @@ def test_engines_group_streams_with_the_same_detector(tmp_path):
                         ('store_path', str(tmp_path / 'other.dls'))):
         values = {**same, f'rear.{name}': value}
         assert len(st.engines(('front', 'rear', 'side'), values)) == 3, name
+
+
+def test_engines_inferring_side_by_side_split_the_nodes_threads(tmp_path):
+    names = ('front', 'rear', 'side')
+    values = declared(names, {'side.model': 'ssdlite320_mobilenet_v3_large'},
+                      model='fasterrcnn_mobilenet_v3_large_320_fpn', num_threads=4,
+                      store_path=str(tmp_path / 'frcnn.dls'))
+    assert [e.spec.num_threads for e in st.engines(names, values)] == [2, 2]
+    # one engine (its streams take turns) keeps them all; at least one thread each
+    one = {**values, 'side.model': values['model'], 'side.store_path': values['store_path']}
+    assert [e.spec.num_threads for e in st.engines(names, one)] == [4]
+    three = {**values, 'rear.input_size': [240, 320], 'num_threads': 2}
+    assert [e.spec.num_threads for e in st.engines(names, three)] == [1, 1, 1]
+    # 0: a share of the CPUs this process may run on
+    cpus = len(os.sched_getaffinity(0))
+    shared = st.engines(names, {**values, 'num_threads': 0})
+    assert [e.spec.num_threads for e in shared] == [max(1, cpus // 2)] * 2
+    assert st.engines((), node_values(num_threads=0))[0].spec.num_threads == 0  # as before
 
 
 def test_one_store_file_for_two_detectors_is_refused(tmp_path):

@@ -287,8 +287,9 @@ def prepare(model: str, seed: int, args: argparse.Namespace) -> Path:
         subprocess.run([*cli, 'export', '--model', model, '--seed', str(seed), '--out',
                         str(store)], check=True, capture_output=True, timeout=1800)
     size = ['--input-size', *map(str, args.input_size)] if args.input_size else []
-    # a node profiles at configure: done here once, for each thread count the setups give nodes
-    for threads in sorted({setup_threads(s, 2, args.threads) for s in args.setups}):
+    # a node profiles at configure: done here once, for each thread count a node may give it
+    # (all of them, or a share: two nodes with their threads split, or one node's two engines)
+    for threads in sorted({args.threads, max(1, args.threads // 2)}):
         subprocess.run([*cli, 'profile', '--model', model, '--store', str(store), '--threads',
                         str(threads), '--device', args.device, *size], check=True,
                        capture_output=True, timeout=1800)

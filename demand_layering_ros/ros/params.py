@@ -39,7 +39,9 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
                    '.dls, exported in a child process when missing', True, None),
     'device': ('cpu', 'cpu | cuda | cuda:N', True, None),
     'num_threads': (0, 'torch intra-op threads for inference (a robot shares its CPU); 0 = '
-                    "torch's default (OMP_NUM_THREADS or the core count)", True, (0, 1024, 1)),
+                    "torch's default (OMP_NUM_THREADS or the core count); with streams on "
+                    'several engines, each engine gets an equal share of them (0: of the CPUs)',
+                    True, (0, 1024, 1)),
     'input_transport': ('raw', 'raw (subscribes image) | compressed (image/compressed)', True,
                         None),
     'input_size': ([0, 0], '[height, width] the image is resized to before inference; [0, 0] '
@@ -78,10 +80,9 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
                 'front/detections) and parameters front.model, front.deadline_ms, ...; [""] = '
                 "one unnamed stream with today's topic and parameter names", True, None),
     'engines_take_turns': (False, 'with streams: one inference at a time across all engines, '
-                           'the nearest deadline first (two engines inferring at once in one '
-                           'process each run slower: they share the Python interpreter lock); '
-                           'false: engines infer side by side, streams of one engine take '
-                           'turns', False, None),
+                           'the nearest deadline first; false: engines infer side by side '
+                           '(each on its share of num_threads either way), streams of one '
+                           'engine take turns', False, None),
 }
 
 

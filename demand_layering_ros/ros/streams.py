@@ -11,6 +11,7 @@ declares, and how accepted values become per-stream views and engines.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -120,4 +121,21 @@ def engines(streams: Sequence[str], values: Mapping[str, Any]) -> list[Engine]:
                              f'models or weights but one store file ({k[2]}): give each its '
                              'own store_path')
         users += members
-    return [Engine('+'.join(m), specs[k], tuple(m)) for k, m in groups.items()]
+    return share_threads([Engine('+'.join(m), specs[k], tuple(m)) for k, m in groups.items()],
+                         int(values['num_threads']))
+
+
+def share_threads(engines: list[Engine], num_threads: int) -> list[Engine]:
+    """Several engines split the node's intra-op threads: each runs on its share (at least one).
+
+    Engines infer side by side; each on all the threads would run twice as many compute threads
+    as there are cores whenever both infer, and their OpenMP teams, spinning for cores the other
+    needs, slow both (bench --streams, two models: rear p50 259 ms in one node on 2 threads vs
+    186 ms as two nodes on 1 thread each). torch has one thread count per process, so it is a
+    share for every engine. ``num_threads`` 0: the CPUs this process may run on.
+    """
+    if len(engines) < 2:
+        return engines
+    total = num_threads or len(os.sched_getaffinity(0))
+    share = max(1, total // len(engines))
+    return [replace(e, spec=replace(e.spec, num_threads=share)) for e in engines]
