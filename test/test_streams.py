@@ -102,6 +102,9 @@ def test_engines_inferring_side_by_side_split_the_nodes_threads(tmp_path):
     shared = st.engines(names, {**values, 'num_threads': 0})
     assert [e.spec.num_threads for e in shared] == [max(1, cpus // 2)] * 2
     assert st.engines((), node_values(num_threads=0))[0].spec.num_threads == 0  # as before
+    # engines taking turns infer one at a time: each on all of them
+    turns = st.engines(names, {**values, 'engines_take_turns': True})
+    assert [e.spec.num_threads for e in turns] == [4, 4]
 
 
 def test_one_store_file_for_two_detectors_is_refused(tmp_path):

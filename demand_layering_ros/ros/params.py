@@ -40,7 +40,8 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
     'device': ('cpu', 'cpu | cuda | cuda:N', True, None),
     'num_threads': (0, 'torch intra-op threads for inference (a robot shares its CPU); 0 = '
                     "torch's default (OMP_NUM_THREADS or the core count); with streams on "
-                    'several engines, each engine gets an equal share of them (0: of the CPUs)',
+                    'several engines inferring side by side, each gets an equal share of them '
+                    '(0: of the CPUs)',
                     True, (0, 1024, 1)),
     'input_transport': ('raw', 'raw (subscribes image) | compressed (image/compressed)', True,
                         None),
@@ -80,9 +81,9 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
                 'front/detections) and parameters front.model, front.deadline_ms, ...; [""] = '
                 "one unnamed stream with today's topic and parameter names", True, None),
     'engines_take_turns': (False, 'with streams: one inference at a time across all engines, '
-                           'the nearest deadline first; false: engines infer side by side '
-                           '(each on its share of num_threads either way), streams of one '
-                           'engine take turns', False, None),
+                           'the nearest deadline first, each on all of num_threads; false: '
+                           'engines infer side by side, each on its share of num_threads '
+                           '(streams of one engine take turns either way)', True, None),
 }
 
 

@@ -121,18 +121,20 @@ def engines(streams: Sequence[str], values: Mapping[str, Any]) -> list[Engine]:
                              f'models or weights but one store file ({k[2]}): give each its '
                              'own store_path')
         users += members
-    return share_threads([Engine('+'.join(m), specs[k], tuple(m)) for k, m in groups.items()],
-                         int(values['num_threads']))
+    built = [Engine('+'.join(m), specs[k], tuple(m)) for k, m in groups.items()]
+    if values['engines_take_turns']:
+        return built   # one inference at a time: each on all the threads
+    return share_threads(built, int(values['num_threads']))
 
 
 def share_threads(engines: list[Engine], num_threads: int) -> list[Engine]:
-    """Several engines split the node's intra-op threads: each runs on its share (at least one).
+    """Engines inferring side by side split the node's intra-op threads (each at least one).
 
-    Engines infer side by side; each on all the threads would run twice as many compute threads
-    as there are cores whenever both infer, and their OpenMP teams, spinning for cores the other
-    needs, slow both (bench --streams, two models: rear p50 259 ms in one node on 2 threads vs
-    186 ms as two nodes on 1 thread each). torch has one thread count per process, so it is a
-    share for every engine. ``num_threads`` 0: the CPUs this process may run on.
+    Each on all the threads would run twice as many compute threads as there are cores whenever
+    both infer, and their OpenMP teams, spinning for cores the other needs, slow both (bench
+    --streams, two models: rear p50 259 ms in one node on 2 threads vs 186 ms as two nodes on 1
+    thread each). torch has one thread count per process, so it is a share for every engine
+    (profiled at it). ``num_threads`` 0: the CPUs this process may run on.
     """
     if len(engines) < 2:
         return engines
