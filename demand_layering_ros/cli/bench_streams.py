@@ -4,7 +4,8 @@
 Two scenarios - (a) the same detector on two cameras, (b) two different detectors - each run
 as (1) one node with two streams (``streams: [front, rear]``, every engine at its pipelined
 minimum; for (b) also with ``engines_take_turns``), (2) two single-stream nodes, each at its
-own pipelined minimum, (3) two preloaded single-stream nodes. Every setup replays the same
+own pipelined minimum, with ``--threads`` each and (``separate_split``) with them split between
+the two, (3) two preloaded single-stream nodes. Every setup replays the same
 two-camera bag (``bag play --clock``, the nodes on use_sim_time) and is measured the same way:
 the nodes' PSS and RSS summed over their processes (``/proc/PID/smaps_rollup``, sampled twice
 a second while the bag plays: peak and steady, the median of the second half), weight memory
