@@ -156,7 +156,8 @@ def setup_threads(setup: str, nodes: int, threads: int) -> int:
     Two nodes with every core's threads each run twice as many compute threads as there are cores
     whenever both infer; a user running two nodes on a small computer would split the cores.
     """
-    return max(1, threads // nodes) if setup == 'separate_split' else threads
+    from ..ros.streams import thread_share   # the node's own rule for its engines
+    return thread_share(threads, nodes) if setup == 'separate_split' else threads
 
 
 # -- one setup ------------------------------------------------------------------------------
@@ -290,7 +291,7 @@ def prepare(model: str, seed: int, args: argparse.Namespace) -> Path:
     size = ['--input-size', *map(str, args.input_size)] if args.input_size else []
     # a node profiles at configure: done here once, for each thread count a node may give it
     # (all of them, or a share: two nodes with their threads split, or one node's two engines)
-    for threads in sorted({args.threads, max(1, args.threads // 2)}):
+    for threads in sorted({args.threads, setup_threads('separate_split', 2, args.threads)}):
         subprocess.run([*cli, 'profile', '--model', model, '--store', str(store), '--threads',
                         str(threads), '--device', args.device, *size], check=True,
                        capture_output=True, timeout=1800)

@@ -138,6 +138,10 @@ def share_threads(engines: list[Engine], num_threads: int) -> list[Engine]:
     """
     if len(engines) < 2:
         return engines
-    total = num_threads or len(os.sched_getaffinity(0))
-    share = max(1, total // len(engines))
+    share = thread_share(num_threads or len(os.sched_getaffinity(0)), len(engines))
     return [replace(e, spec=replace(e.spec, num_threads=share)) for e in engines]
+
+
+def thread_share(threads: int, sharers: int) -> int:
+    """What each of ``sharers`` inferring side by side gets of ``threads`` (at least one)."""
+    return max(1, threads // sharers)
