@@ -29,10 +29,11 @@ SMALL, LARGE = pipe(8), pipe(12, read=0.02)
 class FakeEngine:
     """An executor's budget side: a plan is taken now and applied at the next inference."""
 
-    def __init__(self, pipeline: Pipeline, held: int = 0) -> None:
+    def __init__(self, pipeline: Pipeline, held: int = 0, lanes: int = 1) -> None:
         self.calibrator = SimpleNamespace(pipeline=pipeline)
         self.predicted_s = None
         self.held = held
+        self.lanes = lanes
         self.pending = None
         self.handed = []
 
@@ -45,7 +46,7 @@ class FakeEngine:
 
     def infer(self):
         if self.pending is not None:
-            self.held, self.pending = self.pending.budget_bytes, None
+            self.held, self.pending = self.pending.held_bytes(self.lanes), None
 
 
 def test_without_targets_the_budget_is_split_and_fixed_budgets_kept():
@@ -89,6 +90,53 @@ def test_an_engine_serving_n_streams_must_run_within_a_share_of_their_nearest_ta
     targets = engine_targets({'front+rear': ('front', 'rear'), 'side': ('side',)},
                              {'front': 0.3, 'rear': 0.2, 'side': 0.6}, in_turns=True)
     assert targets == {'front+rear': pytest.approx(0.2 / 3), 'side': pytest.approx(0.2)}
+    # a lane per stream: no stream waits for another's inference; three streams on two lanes:
+    # a frame may wait for one
+    lanes = engine_targets({'front+rear': ('front', 'rear'), 'all': ('a', 'b', 'c')},
+                           {'front': 0.3, 'rear': 0.2, 'a': 0.6, 'b': 0.6, 'c': 0.6},
+                           lanes={'front+rear': 2, 'all': 2})
+    assert lanes == {'front+rear': pytest.approx(0.2), 'all': pytest.approx(0.3)}
+
+
+def test_lanes_count_what_each_streams_and_the_resident_units_once():
+    pipes = {'a': SMALL, 'b': LARGE}
+    lanes = {'b': 2}
+    joint = joint_plan(pipes, Request(16 * B), lanes)
+    b = joint.plans['b']
+    assert b.resident_bytes > 0 and joint.total_bytes <= 16 * B
+    assert joint.held_bytes('b') == 2 * b.budget_bytes - b.resident_bytes
+    # 0: each lane at its pipelined minimum
+    assert joint_plan(pipes, Request(None), lanes).total_bytes == 2 * B + 2 * 2 * B
+    with pytest.raises(ValueError, match='minimums'):
+        joint_plan(pipes, Request(5 * B), lanes)
+    # the whole model: preloaded once, whatever the lanes
+    whole = joint_plan({'b': LARGE}, Request(12 * B), lanes)
+    assert whole.plans['b'].mode == 'preload' and whole.total_bytes == 12 * B
+    # targets: the least memory meeting them, each lane's streamed memory counted
+    targets = {'a': 1.0, 'b': 0.18}
+    met = joint_plan(pipes, Request(None, targets=targets), lanes)
+    assert not met.missed and met.plans['b'].predicted_s <= 0.18
+    assert met.held_bytes('b') > met.plans['b'].budget_bytes
+    capped = joint_plan(pipes, Request(8 * B, targets=targets), lanes)
+    assert capped.missed == ('b',) and capped.total_bytes <= 8 * B
+    with pytest.raises(ValueError, match='engine b: fixed budget'):
+        joint_plan(pipes, Request(10 * B, {'b': 3 * B // 2}), lanes)   # 2 lanes: 2 x 1 page
+
+
+def test_a_reshuffle_with_lanes_stays_within_the_budget():
+    engines = {'a': FakeEngine(SMALL), 'b': FakeEngine(LARGE, lanes=2)}
+    budget = SharedBudget(engines)
+    before = 0
+    for total in (16 * B, 8 * B, 20 * B, 6 * B):
+        req = Request(total)
+        assert budget.apply(budget.plan(req), req)
+        for _ in range(2):
+            for name, e in engines.items():
+                budget.before_inference(name)
+                e.infer()
+                assert sum(f.held for f in engines.values()) <= max(total, before)
+        assert sum(f.held for f in engines.values()) <= total and not budget.waiting
+        before = total
 
 
 def test_a_reshuffle_never_holds_more_than_the_larger_budget():

@@ -91,20 +91,28 @@ def test_engines_inferring_side_by_side_split_the_nodes_threads(tmp_path):
     values = declared(names, {'side.model': 'ssdlite320_mobilenet_v3_large'},
                       model='fasterrcnn_mobilenet_v3_large_320_fpn', num_threads=4,
                       store_path=str(tmp_path / 'frcnn.dls'))
-    assert [e.spec.num_threads for e in st.engines(names, values)] == [2, 2]
-    # one engine (its streams take turns) keeps them all; at least one thread each
+    # front and rear share a detector: a lane each, side by side with side's engine
+    engines = st.engines(names, values)
+    assert [(e.spec.lanes, e.spec.num_threads) for e in engines] == [(2, 1), (1, 1)]
+    two = st.engines(('front', 'side'), values)
+    assert [(e.spec.lanes, e.spec.num_threads) for e in two] == [(1, 2), (1, 2)]
+    # one engine for all three: three lanes, at least one thread each
     one = {**values, 'side.model': values['model'], 'side.store_path': values['store_path']}
-    assert [e.spec.num_threads for e in st.engines(names, one)] == [4]
+    assert [(e.spec.lanes, e.spec.num_threads) for e in st.engines(names, one)] == [(3, 1)]
     three = {**values, 'rear.input_size': [240, 320], 'num_threads': 2}
     assert [e.spec.num_threads for e in st.engines(names, three)] == [1, 1, 1]
+    # on a GPU the streams of one engine take turns (no lanes)
+    gpu = {**one, 'device': 'cuda', 'front.device': 'cuda', 'rear.device': 'cuda',
+           'side.device': 'cuda'}
+    assert [(e.spec.lanes, e.spec.num_threads) for e in st.engines(names, gpu)] == [(1, 4)]
     # 0: a share of the CPUs this process may run on
     cpus = len(os.sched_getaffinity(0))
-    shared = st.engines(names, {**values, 'num_threads': 0})
+    shared = st.engines(('front', 'side'), {**values, 'num_threads': 0})
     assert [e.spec.num_threads for e in shared] == [max(1, cpus // 2)] * 2
     assert st.engines((), node_values(num_threads=0))[0].spec.num_threads == 0  # as before
-    # engines taking turns infer one at a time: each on all of them
+    # engines taking turns infer one at a time: each on all of them, no lanes
     turns = st.engines(names, {**values, 'engines_take_turns': True})
-    assert [e.spec.num_threads for e in turns] == [4, 4]
+    assert [(e.spec.lanes, e.spec.num_threads) for e in turns] == [(1, 4), (1, 4)]
 
 
 def test_one_store_file_for_two_detectors_is_refused(tmp_path):
@@ -128,6 +136,7 @@ class FakeDetector:
 
     name = 'ssdlite320_mobilenet_v3_large'
     bytes_read = 0
+    lanes = 1
 
     def __init__(self, predicted_s: float) -> None:
         self.observers = []
@@ -157,9 +166,9 @@ def test_auto_tune_aims_the_90th_percentile_of_each_engine_at_its_streams_deadli
     shared = SharedEngines(engines, detectors, runners, info=lambda _t: None)
     plain = shared.request(values).targets
     # before any frame: the deadline less a tenth (no outside time measured yet), less the
-    # tuner's tolerance; front and rear take turns at one engine
+    # tuner's tolerance; front and rear run side by side, a lane each, on one engine
     assert plain['side'] == pytest.approx(0.27 / 1.02)
-    assert plain['front+rear'] == pytest.approx(plain['side'] / 2)
+    assert plain['front+rear'] == pytest.approx(plain['side'])
     for k in range(20):   # the side engine runs 1.0-1.9 x slower than its model says
         detectors[1].ran(0.05 * (1 + (k % 10) / 10))
     assert shared.margin('side') == pytest.approx(1.81, abs=0.01)

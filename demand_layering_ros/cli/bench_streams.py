@@ -3,7 +3,8 @@
 
 Two scenarios - (a) the same detector on two cameras, (b) two different detectors - each run
 as (1) one node with two streams (``streams: [front, rear]``, every engine at its pipelined
-minimum; for (b) also with ``engines_take_turns``), (2) two single-stream nodes, each at its
+minimum; for (a) a lane per camera), and with ``engines_take_turns`` (one inference at a time
+on all the threads; for (a) one lane), (2) two single-stream nodes, each at its
 own pipelined minimum, with ``--threads`` each and (``separate_split``) with them split between
 the two, (3) two preloaded single-stream nodes. Every setup replays the same
 two-camera bag (``bag play --clock``, the nodes on use_sim_time) and is measured the same way:
@@ -369,8 +370,6 @@ def run_streams(args: argparse.Namespace) -> int:
         models = {s: m for s, (m, _seed) in scenarios[sc].items()}
         paths = {s: stores[ms] for s, ms in scenarios[sc].items()}
         for setup in args.setups:
-            if setup == 'one_node_turns' and len(set(models.values())) == 1:
-                continue   # one engine: its streams take turns anyway
             print(f'[bench --streams] {sc}: {setup} ...', flush=True)
             runs.append(run_setup(sc, setup, models, paths, bag, args))
             out.write_text(json.dumps({'config': config, 'runs': runs,

@@ -75,7 +75,13 @@ class DemandLayeredModel:
                  device: str | torch.device = 'cpu', resident: Iterable[int | str] = (),
                  prefetch_depth: int | None = None, verify: str = 'rolling',
                  direct_io: bool = True, io: IOSettings | None = None,
-                 record_every: int | None = None, disk: Disk | None = None) -> None:
+                 record_every: int | None = None, disk: Disk | None = None,
+                 resident_from: 'DemandLayeredModel | None' = None) -> None:
+        # a lane (engine.lanes) binds the resident units ``resident_from`` holds, reads its
+        # store on its disk and holds only what streams
+        lead = resident_from
+        if lead is not None:
+            store, disk = lead.store, lead._loader.disk
         self.store = store if isinstance(store, LayerStore) else LayerStore.open(store)
         self.skeleton = skeleton.eval()
         self.device = torch.device(device)
@@ -87,7 +93,8 @@ class DemandLayeredModel:
         self.io = io or IOSettings()
         self.integrity = Integrity(verify, Identity.of(os.stat(self.store.path)))
         # executors reading one disk share its reader threads (earliest deadline first)
-        kw = dict(direct_io=direct_io, disk=disk or Disk(self.io.queue_depth))
+        kw = dict(direct_io=direct_io, disk=disk or Disk(self.io.queue_depth),
+                  resident_from=lead._loader if lead is not None else None)
         self._loader: Loader = (
             CudaLoader(self.store, self.integrity, self.device, **kw)
             if self.device.type == 'cuda' else HostLoader(self.store, self.integrity, **kw))
@@ -168,9 +175,18 @@ class DemandLayeredModel:
                                          prefetch_depth=self._config.prefetch_depth)
             self._pending = self._config
 
+    def apply_now(self) -> None:
+        """Apply the pending configuration now instead of before the next inference."""
+        with self._turns.turn():
+            self._apply_pending()
+
     def observe(self, fn: Callable[[Record], None]) -> None:
         """Call ``fn`` with a :class:`Record` after every ``record_every``-th inference."""
         self._observers.append(fn)
+
+    def held_budget(self, cfg: Config) -> int:
+        """What this executor may hold under ``cfg``: its budget (engine.lanes: more lanes)."""
+        return cfg.budget_bytes
 
     def effective_resident(self, cfg: Config) -> frozenset[int]:
         """Units kept loaded: all of them in preload mode or when the budget holds the model."""

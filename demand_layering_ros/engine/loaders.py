@@ -152,8 +152,11 @@ class Loader:
     """Runs the request pipeline of a plan; subclasses decide where bytes land."""
 
     def __init__(self, store: LayerStore, integrity: Integrity, *, direct_io: bool = True,
-                 disk: Disk | None = None) -> None:
+                 disk: Disk | None = None, resident_from: 'Loader | None' = None) -> None:
         self.store = store
+        # a lane (engine.lanes) holds no resident units of its own: it uses another loader's,
+        # and its memory is the plan's without the resident region
+        self.resident_from = resident_from
         self.direct_io = direct_io
         self.reader = Reader(store.path, direct=direct_io)
         self.integrity = integrity
@@ -182,14 +185,15 @@ class Loader:
         """Size the memory for ``plan`` and bring its resident units in (blocking)."""
         self._views.clear()
         checked_all = False
-        if self.integrity.mode != Verify.NONE and not self._verified:
+        owner = self.resident_from is None
+        if owner and self.integrity.mode != Verify.NONE and not self._verified:
             self.verify_all()
             checked_all = True
         self._plan = None
         self._resize(plan)
         self._plan = plan
         self.disk.ensure(plan.io.queue_depth)
-        if plan.resident_requests:
+        if plan.resident_requests and owner:
             self._run_all(plan, plan.resident_requests)
             if self.integrity.mode != Verify.NONE and not checked_all:
                 for u, offset in plan.resident_offsets.items():   # read once, used for long
@@ -246,6 +250,19 @@ class Loader:
         ld = plan.loads[j]
         self._check(ld.unit, self._bytes_of(ld.region, ld.offset,
                                             self.store.units[ld.unit].nbytes))
+
+    def _base(self, region: Region) -> int:
+        """Where ``region`` starts in this loader's own memory (a lane's has no resident part)."""
+        assert self._plan is not None
+        if self.resident_from is None:
+            return self._plan.base(region)
+        assert region != Region.RESIDENT, 'a lane reads resident units from its owner'
+        return self._plan.base(region) - self._plan.resident_bytes
+
+    def _own_bytes(self, plan: Plan) -> int:
+        """The bytes this loader maps for ``plan`` besides staging."""
+        resident = plan.resident_bytes if self.resident_from is not None else 0
+        return plan.weight_bytes - plan.staging_bytes - resident
 
     # -- the compute thread's side --------------------------------------------------------------
     def begin(self, deadline: float | None = None) -> None:
@@ -318,6 +335,8 @@ class Loader:
 
     def views(self, region: Region, key: int, unit: int, offset: int) -> dict[str, torch.Tensor]:
         """The unit's tensors at ``offset`` of ``region`` (cached for the plan in force)."""
+        if region == Region.RESIDENT and self.resident_from is not None:
+            return self.resident_from.views(region, key, unit, offset)
         cached = self._views.get((region, key))
         if cached is None:
             u = self.store.units[unit]
@@ -548,16 +567,16 @@ class HostLoader(Loader):
     def region(self, region: Region, offset: int, nbytes: int) -> torch.Tensor:
         """See :meth:`Loader.region`."""
         assert self._plan is not None and self.arena.tensor is not None
-        base = self._plan.base(region) + offset
+        base = self._base(region) + offset
         return self.arena.tensor[base:base + nbytes]
 
     def _resize(self, plan: Plan | None) -> None:
-        self.arena.resize(0 if plan is None else plan.weight_bytes - plan.staging_bytes)
+        self.arena.resize(0 if plan is None else self._own_bytes(plan))
 
     def _read(self, r: Request) -> None:
         plan = self._plan
         assert plan is not None
-        view = self.arena.view(plan.base(r.region) + r.offset, r.nbytes)
+        view = self.arena.view(self._base(r.region) + r.offset, r.nbytes)
         try:
             self.reader.read(r.file_offset, view)
         finally:
@@ -565,7 +584,7 @@ class HostLoader(Loader):
 
     def _bytes_of(self, region: Region, offset: int, nbytes: int) -> Any:
         assert self._plan is not None
-        return self.arena.tensor[self._plan.base(region) + offset:][:nbytes].numpy()
+        return self.arena.tensor[self._base(region) + offset:][:nbytes].numpy()
 
     @property
     def maps(self) -> int:
@@ -600,7 +619,7 @@ class CudaLoader(Loader):
     def region(self, region: Region, offset: int, nbytes: int) -> torch.Tensor:
         """See :meth:`Loader.region`."""
         assert self._plan is not None and self._device is not None
-        base = self._plan.base(region) + offset
+        base = self._base(region) + offset
         return self._device[base:base + nbytes]
 
     def _resize(self, plan: Plan | None) -> None:
@@ -615,7 +634,7 @@ class CudaLoader(Loader):
             self._device_bytes = 0
             torch.cuda.empty_cache()
             return
-        device_bytes = plan.weight_bytes - plan.staging_bytes
+        device_bytes = self._own_bytes(plan)
         if device_bytes != self._device_bytes:
             torch.cuda.empty_cache()
         self._device = torch.empty(device_bytes, dtype=torch.uint8, device=self.device)
@@ -684,7 +703,7 @@ class CudaLoader(Loader):
     def _copy(self, r: Request, lo: int, slot: int, n: int) -> Any:
         assert self._plan is not None and self._device is not None
         assert self.staging.tensor is not None
-        base = self._plan.base(r.region) + r.offset + lo
+        base = self._base(r.region) + r.offset + lo
         with torch.cuda.stream(self.copy_stream):
             for a in r.after:   # compute is done with what lay in this place
                 ev = self._release_events.get(a)
@@ -699,7 +718,7 @@ class CudaLoader(Loader):
     def _bytes_of(self, region: Region, offset: int, nbytes: int) -> Any:
         """Copied back from the device (only the loads a rolling check picks)."""
         assert self._plan is not None and self._device is not None
-        base = self._plan.base(region) + offset
+        base = self._base(region) + offset
         self.copy_stream.synchronize()
         return self._device[base:base + nbytes].cpu().numpy()
 

@@ -9,9 +9,10 @@ predicted delay) from the minimum to all-resident.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
+from .lanes import weight_bytes_of
 from .simulate import Pipeline, Prediction, simulate
 
 CANDIDATES = 4         # units tried per greedy step (those with the largest stalls)
@@ -31,6 +32,11 @@ class Plan:
     prefetch_depth: int | None
     predicted_s: float
     peak_bytes: int
+    resident_bytes: int = 0
+
+    def held_bytes(self, lanes: int = 1) -> int:
+        """Weight memory of ``lanes`` lanes running this plan (its resident units once)."""
+        return weight_bytes_of(self.budget_bytes, self.resident_bytes, lanes)
 
     def to_json(self) -> dict[str, Any]:
         """Plain data."""
@@ -43,7 +49,8 @@ def plan_in_mode(p: Pipeline, mode: str, budget: int,
                  resident: frozenset[int] = frozenset()) -> Plan:
     """A fixed configuration with its prediction (no search)."""
     pred = simulate(p, mode, budget, resident)
-    return Plan(mode, budget, resident, None, pred.latency_s, pred.peak_bytes)
+    return Plan(mode, budget, resident, None, pred.latency_s, pred.peak_bytes,
+                sum(p.nbytes[u] for u in resident))
 
 
 def plan_for_budget(p: Pipeline, budget: int, refine: int = GREEDY_STEPS) -> Plan:
@@ -90,7 +97,33 @@ def plan_for_budget(p: Pipeline, budget: int, refine: int = GREEDY_STEPS) -> Pla
         if step is None:
             break
         resident, pred = step
-    return Plan('pipelined', budget, resident, None, pred.latency_s, pred.peak_bytes)
+    return Plan('pipelined', budget, resident, None, pred.latency_s, pred.peak_bytes,
+                sum(p.nbytes[u] for u in resident))
+
+
+def plan_within(p: Pipeline, total: int, lanes: int = 1) -> Plan:
+    """The best plan whose ``lanes`` lanes hold at most ``total`` bytes together.
+
+    Lanes share the resident units, so each may run with more than ``total / lanes``: the
+    largest lane budget whose plan fits is bisected (to 1/128 of the range), each step a quick
+    plan, the answer refined.
+    """
+    if lanes == 1 or total >= p.min_budget('preload'):
+        return plan_for_budget(p, total)
+    fits = [plan_for_budget(p, total // lanes)]
+    lo, hi = total // lanes, min(total, p.min_budget('preload') - 1)
+    step = max(1, (hi - lo) // 128)
+    while hi - lo > step:   # invariant: a plan at lo fits
+        mid = (lo + hi) // 2
+        quick = plan_for_budget(p, mid, refine=QUICK_STEPS)
+        if quick.held_bytes(lanes) <= total:
+            lo = mid
+            fits.append(quick)
+        else:
+            hi = mid
+    fits += [q for q in [plan_for_budget(p, lo)] if q.held_bytes(lanes) <= total]
+    # the fastest; of equals, the one holding the most (more read-ahead room)
+    return min(fits, key=lambda q: (q.predicted_s, -q.held_bytes(lanes)))
 
 
 def _shapes(p: Pipeline, spare: int, base: Prediction) -> list[frozenset[int]]:
@@ -185,6 +218,11 @@ class Demand:
     pipeline: Pipeline
     target_s: float | None = None     # the delay it must meet (auto-tune), None: no target
     budget_bytes: int | None = None   # a budget fixed by the user (``<stream>.memory_budget_mb``)
+    lanes: int = 1                    # inferences side by side (engine.lanes)
+
+    def floor_bytes(self) -> int:
+        """The least its lanes hold pipelined (each lane its pipelined minimum)."""
+        return self.lanes * self.pipeline.min_budget('pipelined')
 
 
 @dataclass(frozen=True)
@@ -193,26 +231,31 @@ class JointPlan:
 
     plans: dict[str, Plan]
     missed: tuple[str, ...]
+    lanes: Mapping[str, int] = field(default_factory=dict)   # engine -> lanes (default 1)
+
+    def held_bytes(self, engine: str) -> int:
+        """Weight memory of one engine's lanes under its plan."""
+        return self.plans[engine].held_bytes(self.lanes.get(engine, 1))
 
     @property
     def total_bytes(self) -> int:
         """Weight memory of all engines together."""
-        return sum(p.budget_bytes for p in self.plans.values())
+        return sum(self.held_bytes(e) for e in self.plans)
 
 
 def split_budget(demands: list[Demand], budget: int) -> JointPlan:
     """Split ``budget`` among engines without targets.
 
-    Fixed budgets first; every other engine gets its pipelined minimum and what is left in
-    proportion to what it needs beyond that (its whole model minus its minimum); each engine
-    then gets the best plan for its share.
+    Fixed budgets first; every other engine gets its pipelined minimum (per lane) and what is
+    left in proportion to what it needs beyond that (its whole model minus its minimum); each
+    engine then gets the best plan for its share.
 
     ValueError when the budget cannot hold the fixed budgets and the other minimums.
     """
     fixed = {d.name: d.budget_bytes for d in demands if d.budget_bytes is not None}
     free = [d for d in demands if d.budget_bytes is None]
-    floors = {d.name: d.pipeline.min_budget('pipelined') for d in free}
-    wants = {d.name: d.pipeline.min_budget('preload') - floors[d.name] for d in free}
+    floors = {d.name: d.floor_bytes() for d in free}
+    wants = {d.name: max(0, d.pipeline.min_budget('preload') - floors[d.name]) for d in free}
     spare = budget - sum(fixed.values()) - sum(floors.values())
     if spare < 0:
         raise ValueError(f'budget {budget} bytes cannot hold the fixed budgets '
@@ -223,8 +266,8 @@ def split_budget(demands: list[Demand], budget: int) -> JointPlan:
     for d in free:
         extra = spare * wants[d.name] // total_want if total_want else 0
         shares[d.name] = floors[d.name] + min(extra, wants[d.name])
-    plans = {d.name: plan_for_budget(d.pipeline, shares[d.name]) for d in demands}
-    return JointPlan(plans, ())
+    plans = {d.name: plan_within(d.pipeline, shares[d.name], d.lanes) for d in demands}
+    return JointPlan(plans, (), _lanes(demands))
 
 
 def plan_jointly(demands: list[Demand], max_total: int | None = None) -> JointPlan:
@@ -237,20 +280,22 @@ def plan_jointly(demands: list[Demand], max_total: int | None = None) -> JointPl
     least = {d.name: (plan_for_deadline(d.pipeline, d.target_s)[0] if d.target_s is not None
                       else plan_for_budget(d.pipeline, d.pipeline.min_budget('pipelined')))
              for d in demands}
+    held = {d.name: least[d.name].held_bytes(d.lanes) for d in demands}
     met = {d.name: d.target_s is None or least[d.name].predicted_s <= d.target_s
            for d in demands}
-    if max_total is None or sum(p.budget_bytes for p in least.values()) <= max_total:
-        return JointPlan(least, tuple(n for n, ok in met.items() if not ok))
+    if max_total is None or sum(held.values()) <= max_total:
+        return JointPlan(least, tuple(n for n, ok in met.items() if not ok), _lanes(demands))
     floor = {d.name: plan_for_budget(d.pipeline, d.pipeline.min_budget('pipelined'))
              for d in demands}
+    floor_held = {d.name: floor[d.name].held_bytes(d.lanes) for d in demands}
     plans = dict(floor)
-    room = max_total - sum(p.budget_bytes for p in floor.values())
+    room = max_total - sum(floor_held.values())
     if room < 0:
         raise ValueError(f'{max_total} bytes cannot hold the engines\' minimums '
-                         f'({sum(p.budget_bytes for p in floor.values())} bytes)')
+                         f'({sum(floor_held.values())} bytes)')
 
     def extra(d: Demand) -> int:
-        return least[d.name].budget_bytes - floor[d.name].budget_bytes
+        return held[d.name] - floor_held[d.name]
 
     for d in sorted(demands, key=extra):   # the cheapest to satisfy first
         if met[d.name] and extra(d) <= room:
@@ -261,7 +306,12 @@ def plan_jointly(demands: list[Demand], max_total: int | None = None) -> JointPl
     for d in sorted(missed, key=extra):   # what is left goes to those that still miss
         if room <= 0:
             break
-        plans[d.name] = plan_for_budget(d.pipeline, floor[d.name].budget_bytes + room)
-        room -= plans[d.name].budget_bytes - floor[d.name].budget_bytes
+        plans[d.name] = plan_within(d.pipeline, floor_held[d.name] + room, d.lanes)
+        room -= plans[d.name].held_bytes(d.lanes) - floor_held[d.name]
     return JointPlan(plans, tuple(d.name for d in missed
-                                  if plans[d.name].predicted_s > (d.target_s or 0.0)))
+                                  if plans[d.name].predicted_s > (d.target_s or 0.0)),
+                     _lanes(demands))
+
+
+def _lanes(demands: list[Demand]) -> dict[str, int]:
+    return {d.name: d.lanes for d in demands if d.lanes != 1}

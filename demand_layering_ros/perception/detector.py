@@ -23,6 +23,7 @@ import numpy as np
 from ..engine import DemandLayeredModel, Disk, LayerStore
 from ..engine.calibrate import Calibrator
 from ..engine.executor import Record
+from ..engine.lanes import Lanes
 from ..engine.planner import Plan
 from ..engine.policy import Config
 from ..engine.profile import load_or_measure, Profile
@@ -163,7 +164,8 @@ class Detector:
 
     def __init__(self, model: str, store: Path, *, device: str = 'cpu',
                  input_hw: tuple[int, int] | None = None,
-                 engine: EngineRequest = EngineRequest(), disk: Disk | None = None) -> None:
+                 engine: EngineRequest = EngineRequest(), disk: Disk | None = None,
+                 lanes: int = 1) -> None:
         s = spec(model)
         if not s.detector:
             raise ModelError(f'{model} is a classifier; the node serves detectors')
@@ -173,8 +175,12 @@ class Detector:
         self.device = device
         self.store = LayerStore.open(store)
         # detectors of one node share ``disk``: its reads are served earliest deadline first
-        self._executor = DemandLayeredModel(build_skeleton(model), self.store, device=device,
-                                            disk=disk)
+        executor = DemandLayeredModel(build_skeleton(model), self.store, device=device, disk=disk)
+        # ``lanes`` inferences side by side (streams sharing this detector), resident units once
+        self.lanes = lanes
+        self._executor: DemandLayeredModel | Lanes = (
+            Lanes(executor, [build_skeleton(model) for _ in range(lanes - 1)]) if lanes > 1
+            else executor)
         self.profile: Profile | None = None
         # the profile's figures kept true while frames run (set with the profile): what every
         # prediction - diagnostics, telemetry, auto_tune - comes from
@@ -243,7 +249,12 @@ class Detector:
         """This store's profile on this machine (measured at the minimum budget once, reused)."""
         x = example_input(self.name, self.input_hw or spec(self.name).input_hw, seed=1)
         x = tuple([t.to(self.device) for t in a] if isinstance(a, list) else a for a in x)
-        self.profile = load_or_measure(self._executor, x, runs=runs)
+        if isinstance(self._executor, Lanes):   # measured on the owner lane alone
+            with self._executor.exclusive() as owner:
+                self.profile = load_or_measure(owner, x, runs=runs)
+            self._executor.follow_owner()
+        else:
+            self.profile = load_or_measure(self._executor, x, runs=runs)
         self.calibrator = Calibrator(self.profile.pipeline)
         self._prediction = None
         return self.profile
@@ -283,7 +294,8 @@ class Detector:
     def figures(self) -> EngineFigures:
         """The configuration the last inference ran with and the weight bytes held now."""
         cfg = self._ran or self._executor.config
-        return EngineFigures(str(cfg.mode), cfg.budget_bytes, self._executor.weight_bytes(),
+        return EngineFigures(str(cfg.mode), self._executor.held_budget(cfg),
+                             self._executor.weight_bytes(),
                              len(self._executor.effective_resident(cfg)), cfg.resident)
 
     @property
@@ -299,7 +311,7 @@ class Detector:
     @property
     def bytes_read(self) -> int:
         """Bytes read from the store since it was opened."""
-        return int(self._executor.reader.bytes_read)
+        return int(self._executor.stats()['bytes_read'])
 
     def stats(self) -> dict[str, Any]:
         """The executor's memory and I/O figures that diagnostics show."""

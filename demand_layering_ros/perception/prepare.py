@@ -33,6 +33,7 @@ class DetectorSpec:
     input_hw: tuple[int, int] | None = None
     num_threads: int = 0       # torch intra-op threads; 0 = leave torch's default
     engine: EngineRequest = EngineRequest()
+    lanes: int = 1             # inferences side by side (streams sharing the detector)
 
 
 def open_detector(spec: DetectorSpec, progress: Callable[[str], None] = lambda _s: None,
@@ -47,7 +48,8 @@ def open_detector(spec: DetectorSpec, progress: Callable[[str], None] = lambda _
     ensure_store(spec.model, spec.weights, spec.store_path, progress=progress)
     progress('opening the store')
     detector = Detector(spec.model, spec.store_path, device=spec.device,
-                        input_hw=spec.input_hw, engine=spec.engine, disk=disk)
+                        input_hw=spec.input_hw, engine=spec.engine, disk=disk,
+                        lanes=spec.lanes)
     try:
         progress('profiling the store (reused once saved next to it)')
         detector.measure_profile()

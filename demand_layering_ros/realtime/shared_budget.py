@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import threading
 from typing import Any, Callable, Mapping, Protocol, Sequence, TYPE_CHECKING
 
-from ..engine.planner import Demand, JointPlan, plan_for_budget, plan_jointly, split_budget
+from ..engine.planner import Demand, JointPlan, plan_jointly, plan_within, split_budget
 from ..engine.turns import Turns
 from .auto_tune import LOW, TOLERANCE
 from .tuning import key
@@ -49,6 +49,9 @@ class EnginePort(Protocol):
 
     def weight_bytes(self) -> int: ...
 
+    @property
+    def lanes(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class Request:
@@ -60,48 +63,59 @@ class Request:
 
 
 def engine_targets(streams_of: Mapping[str, Sequence[str]],
-                   stream_targets: Mapping[str, float], in_turns: bool = False
-                   ) -> dict[str, float]:
+                   stream_targets: Mapping[str, float], in_turns: bool = False,
+                   lanes: Mapping[str, int] | None = None) -> dict[str, float]:
     """Each engine's inference target from its streams' targets (wall-clock seconds).
 
-    Streams sharing an engine take turns at it: a frame may wait for one inference of every
-    other stream first, so an engine serving n streams must run within 1/n of the nearest
-    target. With every engine in turns (``in_turns``), n counts the streams of all engines.
+    Streams sharing an engine's lanes take turns at them: a frame may wait for one inference
+    of every other stream its lane serves first, so an engine serving n streams on k lanes
+    must run within 1/ceil(n/k) of the nearest target. With every engine in turns
+    (``in_turns``), n counts the streams of all engines and k is 1.
     """
     everyone = sum(len(streams) for streams in streams_of.values())
-    return {e: min(stream_targets[s] for s in streams) / (everyone if in_turns
-                                                          else len(streams))
-            for e, streams in streams_of.items()}
+    lanes = lanes or {}
+    return {e: min(stream_targets[s] for s in streams) / (
+        everyone if in_turns else -(-len(streams) // lanes.get(e, 1)))
+        for e, streams in streams_of.items()}
 
 
-def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request) -> JointPlan:
-    """The plan per engine for ``req``; ValueError saying why when the budget cannot hold it."""
+def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request,
+               lanes: Mapping[str, int] | None = None) -> JointPlan:
+    """The plan per engine for ``req``; ValueError saying why when the budget cannot hold it.
+
+    ``lanes``: engines running several inferences side by side (engine.lanes), whose budget
+    counts each lane's streamed memory and the resident units once.
+    """
+    lanes = lanes or {}
     for e, b in req.fixed.items():
-        least = pipelines[e].min_budget('sequential')
+        least = lanes.get(e, 1) * pipelines[e].min_budget('sequential')
         if b < least:
             raise ValueError(f'engine {e}: fixed budget {b / 2**20:.1f} MiB is below its '
                              f'minimum of {least / 2**20:.1f} MiB ({least} bytes)')
     if req.targets is None:
-        demands = [Demand(e, p, budget_bytes=req.fixed.get(e)) for e, p in pipelines.items()]
+        demands = [Demand(e, p, budget_bytes=req.fixed.get(e), lanes=lanes.get(e, 1))
+                   for e, p in pipelines.items()]
         budget = req.budget_bytes
         if budget is None:   # 0: every engine at its pipelined minimum (or its fixed budget)
-            budget = sum(req.fixed.get(e, p.min_budget('pipelined'))
-                         for e, p in pipelines.items())
+            budget = sum(req.fixed.get(e, d.floor_bytes()) for e, d in zip(pipelines, demands))
         return split_budget(demands, budget)
     # engines with a fixed budget keep it; the others share what is left, planned jointly
-    plans = {e: plan_for_budget(pipelines[e], b) for e, b in req.fixed.items()}
+    plans = {e: plan_within(pipelines[e], b, lanes.get(e, 1)) for e, b in req.fixed.items()}
     missed = [e for e, p in plans.items() if p.predicted_s > req.targets[e]]
-    free = [Demand(e, p, req.targets[e]) for e, p in pipelines.items() if e not in req.fixed]
+    free = [Demand(e, p, req.targets[e], lanes=lanes.get(e, 1))
+            for e, p in pipelines.items() if e not in req.fixed]
     if free:
         room = (None if req.budget_bytes is None
-                else req.budget_bytes - sum(p.budget_bytes for p in plans.values()))
+                else req.budget_bytes - sum(p.held_bytes(lanes.get(e, 1))
+                                            for e, p in plans.items()))
         if room is not None and room < 0:
             raise ValueError(f'budget {req.budget_bytes} bytes cannot hold the fixed budgets '
                              f'({req.budget_bytes - room} bytes)')
         rest = plan_jointly(free, room)
         plans.update(rest.plans)
         missed += rest.missed
-    return JointPlan({e: plans[e] for e in pipelines}, tuple(missed))
+    return JointPlan({e: plans[e] for e in pipelines}, tuple(missed),
+                     {e: n for e, n in lanes.items() if n != 1})
 
 
 class SharedBudget:
@@ -130,7 +144,8 @@ class SharedBudget:
 
     def plan(self, req: Request) -> JointPlan:
         """The joint plan for ``req`` (nothing applied); ValueError saying why not."""
-        return joint_plan(self.pipelines(), req)
+        return joint_plan(self.pipelines(), req,
+                          {e: engine.lanes for e, engine in self.engines.items()})
 
     def apply(self, joint: JointPlan, req: Request, since: int | None = None) -> bool:
         """Hand ``joint`` to the engines: shrinking ones at once, growing ones when there is room.
@@ -146,7 +161,7 @@ class SharedBudget:
             self._limit = joint.total_bytes
             self._deferred.clear()
             for e, plan in joint.plans.items():
-                if plan.budget_bytes <= self._held(e):
+                if joint.held_bytes(e) <= self._held(e):
                     self._hand(e, plan)
                 else:
                     self._deferred[e] = plan
@@ -199,13 +214,15 @@ class SharedBudget:
         if e not in self._handed or key(self._handed[e]) != key(plan):
             self.engines[e].apply_plan(plan)
         self._handed[e] = plan
-        self._given[e] = plan.budget_bytes
+        assert self.in_force is not None
+        self._given[e] = self.in_force.held_bytes(e)
 
     def _grow(self) -> None:
         """Hand over each deferred growth the others' memory leaves room for (lock held)."""
         for e, plan in list(self._deferred.items()):
             others = sum(self._held(f) for f in self.engines if f != e)
-            if others + plan.budget_bytes <= self._limit:
+            assert self.in_force is not None
+            if others + self.in_force.held_bytes(e) <= self._limit:
                 self._hand(e, plan)
                 del self._deferred[e]
 

@@ -114,7 +114,8 @@ class SharedEngines:
         if values['auto_tune']:
             targets = engine_targets({e.name: e.streams for e in self.engines.values()},
                                      self.stream_targets(values),
-                                     bool(values['engines_take_turns']))
+                                     bool(values['engines_take_turns']),
+                                     {e.name: e.spec.lanes for e in self.engines.values()})
             # the planner predicts the mean: the target is for the margin's quantile
             targets = {e: t / self.margin(e) for e, t in targets.items()}
         return Request(int(budget * MiB) if budget > 0 else None, fixed, targets)
@@ -128,7 +129,8 @@ class SharedEngines:
         """Hand a joint plan to the engines (see SharedBudget.apply) and say what it is."""
         if not self.budget.apply(joint, req, since):
             return False
-        parts = [f'{e}: {p.mode} within {p.budget_bytes / MiB:.1f} MiB'
+        parts = [f'{e}: {p.mode} within {joint.held_bytes(e) / MiB:.1f} MiB'
+                 + (f' on {joint.lanes[e]} lanes' if e in joint.lanes else '')
                  + (f' (target {req.targets[e] * 1e3:.0f} ms, predicted '
                     f'{p.predicted_s * 1e3:.0f} ms)' if req.targets else '')
                  for e, p in joint.plans.items()]
@@ -166,8 +168,9 @@ class SharedEngines:
             if predicted is not None:
                 predicted *= self.margin(e)
             # a frame may wait for one inference of each stream it takes turns with
+            engine = self.engines[e]
             n = (len(self.stream_names) if values['engines_take_turns']
-                 else len(self.engines[e].streams))
+                 else -(-len(engine.streams) // engine.spec.lanes))
             if predicted is not None and predicted * n > targets[s]:
                 turns = f' x {n} streams taking turns' if n > 1 else ''
                 out[s] = (f'engine {e} predicts {predicted * 1e3:.0f} ms{turns}, '
@@ -184,7 +187,7 @@ class SharedEngines:
             predicted = det.predicted_s
             fig: dict[str, Any] = {
                 'model': det.name, 'streams': ','.join(self.engines[e].streams),
-                'mode': s['mode'], 'budget_bytes': s['budget_bytes'],
+                'lanes': det.lanes, 'mode': s['mode'], 'budget_bytes': s['budget_bytes'],
                 'weight_bytes': s['weight_bytes'], 'weight_bytes_peak': self._peaks[e],
                 'total_bytes': s['total_bytes'],
                 'predicted_ms': predicted * 1e3 if predicted is not None else ''}

@@ -4,8 +4,10 @@
 With ``streams: [front, rear]`` each stream has parameters of its own, named ``front.model``,
 ``front.deadline_ms``, ... (by default the node-wide parameter of the same name), and topics
 under its name. Streams whose detectors are the same - model, weights, store, device and input
-size - share one engine: one executor, each weight held once. Plain data: what the node
-declares, and how accepted values become per-stream views and engines.
+size - share one engine: each weight held once. On a CPU the engine runs its streams'
+inferences side by side, a lane per stream (engine.lanes: the resident units held once, each lane
+streaming the rest); otherwise, or with ``engines_take_turns``, one at a time. Plain data: what
+the node declares, and how accepted values become per-stream views and engines.
 """
 
 from __future__ import annotations
@@ -124,11 +126,14 @@ def engines(streams: Sequence[str], values: Mapping[str, Any]) -> list[Engine]:
     built = [Engine('+'.join(m), specs[k], tuple(m)) for k, m in groups.items()]
     if values['engines_take_turns']:
         return built   # one inference at a time: each on all the threads
+    # a lane per stream (lanes run on the CPU only: on a GPU inferences take turns)
+    built = [replace(e, spec=replace(e.spec, lanes=len(e.streams)))
+             if len(e.streams) > 1 and e.spec.device == 'cpu' else e for e in built]
     return share_threads(built, int(values['num_threads']))
 
 
 def share_threads(engines: list[Engine], num_threads: int) -> list[Engine]:
-    """Engines inferring side by side split the node's intra-op threads (each at least one).
+    """Inferences running side by side (engines, and lanes of an engine) split the threads.
 
     Each on all the threads would run twice as many compute threads as there are cores whenever
     both infer, and their OpenMP teams, spinning for cores the other needs, slow both (bench
@@ -136,9 +141,10 @@ def share_threads(engines: list[Engine], num_threads: int) -> list[Engine]:
     thread each). torch has one thread count per process, so it is a share for every engine
     (profiled at it). ``num_threads`` 0: the CPUs this process may run on.
     """
-    if len(engines) < 2:
+    sharers = sum(e.spec.lanes for e in engines)
+    if sharers < 2:
         return engines
-    share = thread_share(num_threads or len(os.sched_getaffinity(0)), len(engines))
+    share = thread_share(num_threads or len(os.sched_getaffinity(0)), sharers)
     return [replace(e, spec=replace(e.spec, num_threads=share)) for e in engines]
 
 
