@@ -63,3 +63,31 @@ def test_comparison_says_what_one_node_saves_and_how_fast_its_streams_are():
     assert got['pss_steady_saved_bytes'] == 500
     assert got['inference_p50_ratio'] == {'front': 1.1, 'rear': 1.1}
     assert 'same' in bs.table(runs) and 'front 110 ms' in bs.table(runs)
+
+
+def test_rounds_are_pooled_per_setup_before_they_are_compared():
+    def run(setup, rnd, pss, ms, missed):
+        streams = {s: {'inference_ms_p50': ms, 'latency_ms_p50': ms / 10,
+                       'deadline_missed': missed, 'processed': 100.0 - missed, 'lost': missed}
+                   for s in ('front', 'rear')}
+        return {'scenario': 'same', 'setup': setup, 'round': rnd, 'pss_steady_bytes': pss,
+                'pss_peak_bytes': pss, 'rss_steady_bytes': 2 * pss,
+                'weight_bytes_peak': 10 + rnd, 'streams': streams}
+    # the machine drifts: round 1 is slow for both setups alike
+    runs = [run('one_node', 0, 1000, 100.0, 0.0), run('separate_split', 0, 1500, 95.0, 1.0),
+            run('one_node', 1, 1010, 150.0, 2.0), run('separate_split', 1, 1490, 140.0, 0.0),
+            run('one_node', 2, 990, 104.0, 0.0), run('separate_split', 2, 1520, 100.0, 0.0)]
+    pooled = {r['setup']: r for r in bs.pooled(runs)}
+    one = pooled['one_node']
+    assert one['rounds'] == 3 and one['pss_steady_bytes'] == 1000
+    assert one['weight_bytes_peak'] == 12
+    front = one['streams']['front']
+    assert front['inference_ms_p50'] == 104.0 and front['inference_ms_p50_rounds'] == [
+        100.0, 150.0, 104.0]
+    assert front['deadline_missed'] == 2.0 and front['lost'] == 2.0
+    assert front['processed'] == 298.0
+    got = bs.compare(runs)['same']['one_node']['vs_separate_split']
+    assert got['inference_p50_ratio']['rear'] == 104.0 / 100.0
+    assert got['pss_steady_saved_bytes'] == 500
+    # one round: the run as measured
+    assert bs.pooled(runs[:2])[0] is runs[0]

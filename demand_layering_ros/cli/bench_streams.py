@@ -12,7 +12,9 @@ the nodes' PSS and RSS summed over their processes (``/proc/PID/smaps_rollup``, 
 a second while the bag plays: peak and steady, the median of the second half), weight memory
 from diagnostics (the executors' peaks, summed), and per stream the inference p50, latency
 p50, deadline misses and frames lost. Stores are exported and profiled once, before any setup
-runs, so no node exports or profiles.
+runs, so no node exports or profiles. With ``--rounds`` every setup runs once per round, the
+setups interleaved, and each is judged by its rounds pooled (``pooled``): the median of the
+rounds' p50s and memory, the sum of misses and losses.
 """
 
 from __future__ import annotations
@@ -54,6 +56,9 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     g.add_argument('--scenarios', nargs='+', choices=SCENARIOS, default=list(SCENARIOS))
     g.add_argument('--setups', nargs='+', choices=SETUPS, default=list(SETUPS))
     g.add_argument('--camera-frames', type=int, default=60, help='frames per camera in the bag')
+    g.add_argument('--rounds', type=int, default=1, help='run every setup this many times, '
+                   'interleaved (this machine\'s speed drifts by more than the differences '
+                   'measured): figures are pooled over the rounds')
     g.add_argument('--rate', type=float, default=0.05, help='bag play rate (30 Hz cameras; the '
                    'nodes must keep up: a frame superseded counts as lost)')
     g.add_argument('--deadline-ms', type=float, default=100.0,
@@ -299,8 +304,41 @@ def prepare(model: str, seed: int, args: argparse.Namespace) -> Path:
     return store
 
 
+def pooled(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One figure set per scenario and setup from its rounds (a single round as it is)."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r['scenario'], r['setup']), []).append(r)
+    out = []
+    for rounds in groups.values():
+        if len(rounds) == 1:
+            out.append(rounds[0])
+            continue
+        first = rounds[0]
+        merged = {**first, 'rounds': len(rounds),
+                  'weight_bytes_peak': max(r['weight_bytes_peak'] for r in rounds)}
+        for k in ('pss_steady_bytes', 'pss_peak_bytes', 'rss_steady_bytes'):
+            merged[k] = statistics.median(r[k] for r in rounds)
+        merged['streams'] = {s: _pool_stream([r['streams'][s] for r in rounds])
+                             for s in first['streams']}
+        out.append(merged)
+    return out
+
+
+def _pool_stream(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    def median(key: str) -> float | None:
+        values = [r[key] for r in rounds if r[key] is not None]
+        return statistics.median(values) if values else None
+    summed = {k: sum(r[k] or 0.0 for r in rounds)
+              for k in ('deadline_missed', 'processed', 'lost')}
+    return {**rounds[0], 'inference_ms_p50': median('inference_ms_p50'),
+            'latency_ms_p50': median('latency_ms_p50'),
+            'inference_ms_p50_rounds': [r['inference_ms_p50'] for r in rounds], **summed}
+
+
 def compare(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per scenario: memory one node saves against the others, and per-stream latency ratios."""
+    runs = pooled(runs)
     out: dict[str, Any] = {}
     for scenario in SCENARIOS:
         by = {r['setup']: r for r in runs if r['scenario'] == scenario}
@@ -364,16 +402,20 @@ def run_streams(args: argparse.Namespace) -> int:
     stores = {(m, seed): prepare(m, seed, args) for sc in args.scenarios
               for m, seed in scenarios[sc].values()}
     runs: list[dict[str, Any]] = []
-    config = {k: getattr(args, k) for k in ('same', 'different', 'camera_frames', 'rate',
-                                            'deadline_ms', 'input_size', 'threads', 'device')}
-    for sc in args.scenarios:
-        models = {s: m for s, (m, _seed) in scenarios[sc].items()}
-        paths = {s: stores[ms] for s, ms in scenarios[sc].items()}
-        for setup in args.setups:
-            print(f'[bench --streams] {sc}: {setup} ...', flush=True)
-            runs.append(run_setup(sc, setup, models, paths, bag, args))
-            out.write_text(json.dumps({'config': config, 'runs': runs,
-                                       'comparison': compare(runs)}, indent=1))
-    print(table(runs))
+    config = {k: getattr(args, k) for k in ('same', 'different', 'camera_frames', 'rounds',
+                                            'rate', 'deadline_ms', 'input_size', 'threads',
+                                            'device')}
+    for rnd in range(args.rounds):
+        for sc in args.scenarios:
+            models = {s: m for s, (m, _seed) in scenarios[sc].items()}
+            paths = {s: stores[ms] for s, ms in scenarios[sc].items()}
+            for setup in args.setups:
+                print(f'[bench --streams] round {rnd + 1}/{args.rounds}, {sc}: {setup} ...',
+                      flush=True)
+                runs.append({**run_setup(sc, setup, models, paths, bag, args), 'round': rnd})
+                out.write_text(json.dumps({'config': config, 'runs': runs,
+                                           'pooled': pooled(runs),
+                                           'comparison': compare(runs)}, indent=1))
+    print(table(pooled(runs)))
     print(json.dumps(compare(runs)))
     return 0

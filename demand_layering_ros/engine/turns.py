@@ -1,9 +1,9 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """Turns at one executor: callers that wait are served earliest deadline first.
 
-Several camera streams served by one model share one executor (its weights are loaded once);
-when two frames wait for it, the one due first runs first. A caller without a deadline ranks
-after every deadline, then by arrival.
+Camera streams served by one executor (one model on a GPU; on the CPU ``engine.lanes`` gives
+each stream a lane) or by engines that take turns: when two frames wait, the one due first runs
+first. A caller without a deadline ranks after every deadline, then by arrival.
 """
 
 from __future__ import annotations

@@ -82,8 +82,8 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
                 "one unnamed stream with today's topic and parameter names", True, None),
     'engines_take_turns': (False, 'with streams: one inference at a time across all engines, '
                            'the nearest deadline first, each on all of num_threads; false: '
-                           'engines infer side by side, each on its share of num_threads '
-                           '(streams of one engine take turns either way)', True, None),
+                           'engines, and on the CPU a lane per stream of one engine, infer '
+                           'side by side, each on its share of num_threads', True, None),
 }
 
 
