@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from demand_layering_ros.engine.policy import Config, Mode
+from demand_layering_ros.engine.policy import Config, Layout, Mode
+from demand_layering_ros.engine.simulate import Pipeline
 from demand_layering_ros.realtime.runner import FrameRunner
 from demand_layering_ros.ros import streams as st
 from demand_layering_ros.ros.params import check, settings_from, SPEC
@@ -183,3 +184,25 @@ def test_auto_tune_aims_the_90th_percentile_of_each_engine_at_its_streams_deadli
     assert shared.affects(['rear.deadline_ms'], values)
     assert not shared.affects(['rear.deadline_ms'], {**values, 'auto_tune': False})
     assert shared.affects(['memory_budget_mb'], {**values, 'auto_tune': False})
+
+
+def test_a_budget_too_small_for_every_lane_says_how_to_run_one(tmp_path):
+    names = ('front', 'rear')
+    values = declared(names, model='fasterrcnn_mobilenet_v3_large_320_fpn',
+                      store_path=str(tmp_path / 'frcnn.dls'))
+    engines = st.engines(names, values)
+    assert engines[0].spec.lanes == 2
+    det = FakeDetector(0.05)
+    det.lanes = 2
+    page = 4096
+    det.calibrator.pipeline = Pipeline(Layout((page,) * 8, tuple(range(8)), ((),) * 8),
+                                       (0.01,) * 8, (0.01,) * 8)
+    quiet = SimpleNamespace(info=lambda _t: None, warn=lambda _k, _t: None)
+    runners = {s: FrameRunner(convert=None, publish=None, clock_ns=lambda: 0,
+                              reporter=quiet) for s in names}
+    shared = SharedEngines(engines, [det], runners, info=lambda _t: None)
+    lane_min = det.calibrator.pipeline.min_budget('pipelined')
+    joint, _req = shared.plan({**values, 'memory_budget_mb': 2 * lane_min / 2 ** 20})
+    assert joint.total_bytes <= 2 * lane_min
+    with pytest.raises(ValueError, match='a lane per stream.*engines_take_turns: true'):
+        shared.plan({**values, 'memory_budget_mb': 1.5 * lane_min / 2 ** 20})

@@ -53,6 +53,7 @@ class Lanes:
         for lane in self.members[1:]:
             lane.record_every = owner.record_every
         self._cond = threading.Condition()
+        self._running = threading.local()   # .lane: the lane the calling thread infers on
         self._free = list(self.members)
         self._queue: list[tuple[float, int]] = []
         self._order = itertools.count()
@@ -91,7 +92,13 @@ class Lanes:
 
     @property
     def progress(self) -> int:
-        """Visits entered by the running inference furthest behind (0 if none runs)."""
+        """Visits entered by the calling thread's inference (another thread: the furthest behind).
+
+        A deadline's abort check runs on the inferring thread: it must see its own lane.
+        """
+        lane = getattr(self._running, 'lane', None)
+        if lane is not None:
+            return int(lane.progress)
         running = [m.progress for m in self.members if m.progress > 0]
         return min(running) if running else 0
 
@@ -181,9 +188,11 @@ class Lanes:
     def infer(self, *args: Any, deadline: float | None = None, **kwargs: Any) -> Any:
         """One forward pass on a free lane; waiters are served earliest deadline first."""
         lane = self._take(deadline)
+        self._running.lane = lane
         try:
             return lane.infer(*args, deadline=deadline, **kwargs)
         finally:
+            self._running.lane = None
             with self._cond:
                 self._free.append(lane)
                 self._cond.notify_all()
@@ -205,7 +214,14 @@ class Lanes:
             return self._free.pop(0)
 
     def _apply(self, cfg: Config) -> None:
-        """Apply ``cfg`` to every lane, the owner's resident units first (all lanes free)."""
+        """Apply ``cfg`` to every lane, the owner's resident units first (all lanes free).
+
+        The other lanes let go of the owner's resident views and their own memory first: a
+        mapping still viewed could not be returned when the owner's is remapped, and no lane's
+        old memory is held beside the new.
+        """
+        for m in self.members[1:]:
+            m.release()
         for m in self.members:
             m.reconfigure(**_arguments(cfg))
             m.apply_now()

@@ -252,7 +252,7 @@ class Detector:
         if isinstance(self._executor, Lanes):   # measured on the owner lane alone
             with self._executor.exclusive() as owner:
                 self.profile = load_or_measure(owner, x, runs=runs)
-            self._executor.follow_owner()
+                self._executor.follow_owner()
         else:
             self.profile = load_or_measure(self._executor, x, runs=runs)
         self.calibrator = Calibrator(self.profile.pipeline)

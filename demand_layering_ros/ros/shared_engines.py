@@ -123,7 +123,15 @@ class SharedEngines:
     def plan(self, values: Mapping[str, Any]) -> tuple[JointPlan, Request]:
         """The joint plan for ``values`` (nothing applied); ValueError saying why not."""
         req = self.request(values)
-        return self.budget.plan(req), req
+        try:
+            return self.budget.plan(req), req
+        except ValueError as err:
+            laned = [e.name for e in self.engines.values() if e.spec.lanes > 1]
+            if not laned:
+                raise
+            raise ValueError(f'{err}; engine(s) {", ".join(laned)} run a lane per stream, each '
+                             'holding the weights it streams (engines_take_turns: true runs '
+                             'one)') from err
 
     def apply(self, joint: JointPlan, req: Request, since: int | None = None) -> bool:
         """Hand a joint plan to the engines (see SharedBudget.apply) and say what it is."""

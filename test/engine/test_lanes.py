@@ -121,6 +121,51 @@ def test_reconfigure_while_both_lanes_infer(toy):
     lanes.close()
 
 
+def test_growing_leaves_no_old_memory_behind(toy):
+    store, xs, refs = toy
+    lanes = lanes_of(store)
+    big = max(store.units, key=lambda u: u.nbytes).index
+    # the other lanes view the owner's resident units, then the owner's mapping grows
+    steps = [dict(mode='pipelined', resident=[big]), dict(mode='preload'),
+             dict(mode='pipelined', resident=[big]), dict(mode='sequential', resident=[])]
+    for step in steps:
+        lanes.reconfigure(**step)
+        side_by_side(lanes, xs, refs, frames=1)
+        # the owner's old mapping was returned: every lane holds exactly its plan's memory
+        assert all(m._loader.arena.held_bytes == m._loader.arena.size for m in lanes.members)
+        assert lanes.weight_bytes() <= lanes.held_budget(lanes.config), step
+    assert lanes.owner._loader.maps >= 2
+    lanes.close()
+
+
+def test_each_inference_sees_its_own_lanes_progress(toy):
+    store, xs, refs = toy
+    lanes = lanes_of(store)
+    lanes(xs[0])
+    meet = threading.Barrier(2, timeout=20)
+    seen = {}
+
+    def hold(where):
+        def hook(*_):
+            name = threading.current_thread().name
+            if name == where:
+                seen[name] = lanes.progress   # the abort check reads it on this thread
+                meet.wait()
+        return hook
+
+    for m in lanes.members:
+        m.skeleton.block1.register_forward_pre_hook(hold('early'))
+        m.skeleton.big.register_forward_pre_hook(hold('late'))
+    threads = [threading.Thread(target=lanes, args=(xs[i],), name=n)
+               for i, n in enumerate(('early', 'late'))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not meet.broken and 0 < seen['early'] < seen['late'], seen
+    lanes.close()
+
+
 def test_release_gives_every_lane_back_and_the_next_inference_is_exact(toy):
     store, xs, refs = toy
     lanes = lanes_of(store, n=3)
