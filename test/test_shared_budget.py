@@ -123,6 +123,23 @@ def test_lanes_count_what_each_streams_and_the_resident_units_once():
         joint_plan(pipes, Request(10 * B, {'b': 3 * B // 2}), lanes)   # 2 lanes: 2 x 1 page
 
 
+def test_lanes_may_hold_a_large_unit_once_to_fit_a_tight_budget():
+    n = 8
+    p = Pipeline(Layout((10 * B, 100 * B) + (10 * B,) * (n - 2), tuple(range(n)), ((),) * n),
+                 (0.01,) * n, (0.01,) * n)
+    # each lane at its pipelined minimum holds 2 x 110 pages; the 100-page unit resident,
+    # 100 + 2 x 20
+    assert p.min_budget('pipelined') == 110 * B
+    floor = planner.least_held(p, 2)
+    assert floor.resident == {1} and floor.held_bytes(2) == 140 * B
+    joint = joint_plan({'a': p}, Request(150 * B), {'a': 2})
+    assert joint.total_bytes <= 150 * B and 1 in joint.plans['a'].resident
+    assert joint_plan({'a': p}, Request(None), {'a': 2}).total_bytes == 140 * B
+    with pytest.raises(ValueError, match='minimums'):
+        joint_plan({'a': p}, Request(139 * B), {'a': 2})
+    assert planner.least_held(p).budget_bytes == 110 * B   # one lane: as before
+
+
 def test_a_reshuffle_with_lanes_stays_within_the_budget():
     engines = {'a': FakeEngine(SMALL), 'b': FakeEngine(LARGE, lanes=2)}
     budget = SharedBudget(engines)

@@ -101,19 +101,50 @@ def plan_for_budget(p: Pipeline, budget: int, refine: int = GREEDY_STEPS) -> Pla
                 sum(p.nbytes[u] for u in resident))
 
 
+def least_held(p: Pipeline, lanes: int = 1) -> Plan:
+    """The pipelined plan whose ``lanes`` lanes hold the least together.
+
+    One lane: the pipelined minimum. More: the largest units made resident, one at a time,
+    while that lowers what they hold (each lane's ring need not hold a resident unit, and the
+    unit is held once).
+    """
+    if lanes == 1:
+        return plan_for_budget(p, p.min_budget('pipelined'))
+    resident: frozenset[int] = frozenset()
+    best = plan_in_mode(p, 'pipelined', p.min_budget('pipelined'))
+    for u in sorted(range(len(p.nbytes)), key=lambda i: -p.nbytes[i]):
+        trial = resident | {u}
+        held = weight_bytes_of(p.min_budget('pipelined', trial),
+                               sum(p.nbytes[i] for i in trial), lanes)
+        if held >= best.held_bytes(lanes):
+            break
+        resident = trial
+        best = plan_in_mode(p, 'pipelined', p.min_budget('pipelined', trial), trial)
+    return best
+
+
 def plan_within(p: Pipeline, total: int, lanes: int = 1) -> Plan:
     """The best plan whose ``lanes`` lanes hold at most ``total`` bytes together.
 
-    Lanes share the resident units, so each may run with more than ``total / lanes``: the
-    largest lane budget whose plan fits is bisected (to 1/128 of the range), each step a quick
-    plan, the answer refined.
+    Lanes share the resident units, so each may run with more than ``total / lanes``: from
+    the least they can hold (``least_held``), the largest lane budget whose plan fits is
+    bisected (to 1/128 of the range), each step a quick plan, the answer refined. ValueError
+    when ``total`` is below that least.
     """
     if lanes == 1 or total >= p.min_budget('preload'):
         return plan_for_budget(p, total)
-    fits = [plan_for_budget(p, total // lanes)]
-    lo, hi = total // lanes, min(total, p.min_budget('preload') - 1)
+    floor = least_held(p, lanes)
+    if floor.held_bytes(lanes) > total:
+        raise ValueError(f'{total} bytes cannot hold {lanes} lanes (at least '
+                         f'{floor.held_bytes(lanes)} bytes)')
+    fits = [floor]
+    lo, hi = floor.budget_bytes, min(total, p.min_budget('preload') - 1)
+    even = total // lanes
+    if even >= p.min_budget('pipelined'):   # an even share fits whatever it makes resident
+        fits.append(plan_for_budget(p, even))
+        lo = max(lo, even)
     step = max(1, (hi - lo) // 128)
-    while hi - lo > step:   # invariant: a plan at lo fits
+    while hi - lo > step:   # invariant: a plan for lo fits (one of ``fits``)
         mid = (lo + hi) // 2
         quick = plan_for_budget(p, mid, refine=QUICK_STEPS)
         if quick.held_bytes(lanes) <= total:
@@ -220,9 +251,13 @@ class Demand:
     budget_bytes: int | None = None   # a budget fixed by the user (``<stream>.memory_budget_mb``)
     lanes: int = 1                    # inferences side by side (engine.lanes)
 
+    def floor(self) -> Plan:
+        """Its plan holding the least pipelined (``least_held``)."""
+        return least_held(self.pipeline, self.lanes)
+
     def floor_bytes(self) -> int:
-        """The least its lanes hold pipelined (each lane its pipelined minimum)."""
-        return self.lanes * self.pipeline.min_budget('pipelined')
+        """What its lanes hold at the least."""
+        return self.floor().held_bytes(self.lanes)
 
 
 @dataclass(frozen=True)
@@ -278,15 +313,13 @@ def plan_jointly(demands: list[Demand], max_total: int | None = None) -> JointPl
     the others fall back to their minimums, so the fewest miss (and are named).
     """
     least = {d.name: (plan_for_deadline(d.pipeline, d.target_s)[0] if d.target_s is not None
-                      else plan_for_budget(d.pipeline, d.pipeline.min_budget('pipelined')))
-             for d in demands}
+                      else d.floor()) for d in demands}
     held = {d.name: least[d.name].held_bytes(d.lanes) for d in demands}
     met = {d.name: d.target_s is None or least[d.name].predicted_s <= d.target_s
            for d in demands}
     if max_total is None or sum(held.values()) <= max_total:
         return JointPlan(least, tuple(n for n, ok in met.items() if not ok), _lanes(demands))
-    floor = {d.name: plan_for_budget(d.pipeline, d.pipeline.min_budget('pipelined'))
-             for d in demands}
+    floor = {d.name: d.floor() for d in demands}
     floor_held = {d.name: floor[d.name].held_bytes(d.lanes) for d in demands}
     plans = dict(floor)
     room = max_total - sum(floor_held.values())

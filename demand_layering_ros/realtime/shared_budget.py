@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 import threading
 from typing import Any, Callable, Mapping, Protocol, Sequence, TYPE_CHECKING
 
-from ..engine.planner import Demand, JointPlan, plan_jointly, plan_within, split_budget
+from ..engine.planner import (Demand, JointPlan, least_held, plan_jointly, plan_within,
+                              split_budget)
 from ..engine.turns import Turns
 from .auto_tune import LOW, TOLERANCE
 from .tuning import key
@@ -88,7 +89,9 @@ def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request,
     """
     lanes = lanes or {}
     for e, b in req.fixed.items():
-        least = lanes.get(e, 1) * pipelines[e].min_budget('sequential')
+        n = lanes.get(e, 1)
+        least = (pipelines[e].min_budget('sequential') if n == 1
+                 else least_held(pipelines[e], n).held_bytes(n))
         if b < least:
             raise ValueError(f'engine {e}: fixed budget {b / 2**20:.1f} MiB is below its '
                              f'minimum of {least / 2**20:.1f} MiB ({least} bytes)')
