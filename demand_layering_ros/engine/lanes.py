@@ -58,6 +58,7 @@ class Lanes:
         self._queue: list[tuple[float, int]] = []
         self._order = itertools.count()
         self._wanted: Config | None = owner.config   # applied to every lane at the next take
+        self._latest = owner.config   # the configuration the next inference uses
 
     # -- what the executor offers, for all lanes ------------------------------------------------
     @property
@@ -88,7 +89,7 @@ class Lanes:
     @property
     def config(self) -> Config:
         """The configuration the next inference uses."""
-        return self._wanted or self.owner.config
+        return self._latest
 
     @property
     def progress(self) -> int:
@@ -125,24 +126,21 @@ class Lanes:
         """
         with self._cond:
             given = {k: v for k, v in kwargs.items() if v is not None}
-            wanted = self._wanted
-            if wanted is None:
-                self._wanted = self.owner.validate(**given)
-                return self._wanted
-            args = {**_arguments(wanted), **given}
-            if 'budget_bytes' not in given:   # the wanted budget, raised to what the mode needs
+            latest = self._latest
+            args = {**_arguments(latest), **given}
+            if 'budget_bytes' not in given:   # the latest budget, raised to what the mode needs
                 probe = self.owner.validate(**{**args, 'budget_bytes': None})
-                args['budget_bytes'] = max(wanted.budget_bytes,
+                args['budget_bytes'] = max(latest.budget_bytes,
                                            self.owner.min_budget(probe.mode, probe.resident))
-            self._wanted = self.owner.validate(**args)
-            return self._wanted
+            self._wanted = self._latest = self.owner.validate(**args)
+            return self._latest
 
     def set_io(self, io: IOSettings) -> None:
         """Read with other I/O settings from the next inference (every lane)."""
         with self.exclusive():
             for m in self.members:
                 m.set_io(io)
-            self._wanted = self._wanted or self.owner.config
+            self._wanted = self._latest
 
     def follow_owner(self) -> None:
         """After the owner ran on its own (``exclusive``): the lanes take its I/O and plan."""
@@ -201,20 +199,36 @@ class Lanes:
         me = (float('inf') if deadline is None else deadline, next(self._order))
         with self._cond:
             heapq.heappush(self._queue, me)
-            try:
-                while not (self._queue[0] == me and self._free and (
-                        self._wanted is None or len(self._free) == len(self.members))):
-                    self._cond.wait()
-                if self._wanted is not None:
-                    self._apply(self._wanted)
-            finally:
+        try:
+            while True:
+                with self._cond:
+                    while not (self._queue[0] == me and self._free and (
+                            self._wanted is None or len(self._free) == len(self.members))):
+                        self._cond.wait()
+                    cfg = self._wanted
+                    if cfg is None:
+                        return self._free.pop(0)
+                    # every lane is held while they apply, outside the lock: a reconfigure
+                    # meanwhile is validated at once and applied on the next turn of this loop
+                    held, self._free, self._wanted = self._free, [], None
+                try:
+                    self._apply(cfg)
+                except BaseException:
+                    with self._cond:
+                        self._wanted = self._wanted or cfg   # tried again at the next take
+                    raise
+                finally:
+                    with self._cond:
+                        self._free = held
+                        self._cond.notify_all()
+        finally:
+            with self._cond:
                 self._queue.remove(me)
                 heapq.heapify(self._queue)
                 self._cond.notify_all()   # the next waiter may find a lane free too
-            return self._free.pop(0)
 
     def _apply(self, cfg: Config) -> None:
-        """Apply ``cfg`` to every lane, the owner's resident units first (all lanes free).
+        """Apply ``cfg`` to every lane, the owner's resident units first (lanes held).
 
         The other lanes let go of the owner's resident views and their own memory first: a
         mapping still viewed could not be returned when the owner's is remapped, and no lane's
@@ -225,7 +239,6 @@ class Lanes:
         for m in self.members:
             m.reconfigure(**_arguments(cfg))
             m.apply_now()
-        self._wanted = None
 
     @contextmanager
     def exclusive(self) -> Iterator[DemandLayeredModel]:
@@ -240,7 +253,7 @@ class Lanes:
         with self.exclusive():
             for m in reversed(self.members):
                 m.release()
-            self._wanted = self._wanted or self.owner.config
+            self._wanted = self._latest
 
     def close(self) -> None:
         """Release weights, stop reader threads and remove hooks (every lane)."""

@@ -166,6 +166,38 @@ def test_each_inference_sees_its_own_lanes_progress(toy):
     lanes.close()
 
 
+def test_a_reconfigure_does_not_wait_for_the_lanes_applying_one(toy):
+    store, xs, refs = toy
+    lanes = lanes_of(store)
+    lanes(xs[0])
+    applying, go_on = threading.Event(), threading.Event()
+    real = lanes.owner.apply_now
+
+    def slow_apply():   # the owner reading its resident units from a slow disk
+        applying.set()
+        go_on.wait(10)
+        real()
+
+    lanes.owner.apply_now = slow_apply
+    lanes.reconfigure(resident=[0])
+    out = []
+    t = threading.Thread(target=lambda: out.append(lanes(xs[1])))
+    t.start()
+    assert applying.wait(10)
+    answered = []   # answered while the lanes apply [0], not after
+    asker = threading.Thread(target=lambda: answered.append(lanes.reconfigure(mode='preload')))
+    asker.start()
+    asker.join(timeout=5)
+    assert answered and answered[0].mode == 'preload' and lanes.config == answered[0]
+    go_on.set()
+    t.join(timeout=30)
+    assert torch.equal(out[0], refs[1])
+    lanes.owner.apply_now = real
+    assert torch.equal(lanes(xs[0]), refs[0])   # the newer configuration, applied to all
+    assert all(m.plan.config.mode == 'preload' for m in lanes.members)
+    lanes.close()
+
+
 def test_release_gives_every_lane_back_and_the_next_inference_is_exact(toy):
     store, xs, refs = toy
     lanes = lanes_of(store, n=3)
