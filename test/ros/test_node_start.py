@@ -56,9 +56,10 @@ def test_export_and_profile_run_off_the_executor_thread(fresh):
     preparing = [d['_message'] for d in before if d['_message'].startswith('preparing:')]
     assert any('exporting the store' in m for m in preparing), preparing
     # then 'opening the store' and 'profiling', each shown if it lasts past a diagnostics tick;
-    # the export takes a few seconds (how many depends on the machine's load): the rate is
-    # what the gaps below check
-    assert len(preparing) >= 3
+    # the export takes a few seconds (how many depends on the machine's load: CI once saw only
+    # two progress messages, the open and profile phases between ticks): the rate is what the
+    # gaps below check
+    assert len(preparing) >= 2
     gaps = np.diff([d['_time'] for d in before])
     assert statistics.median(gaps) < 1.3 and gaps.max() < 2.5, gaps  # /diagnostics at 1 Hz
     assert max(fresh.get_s) < 1.0, fresh.get_s  # parameter service answered throughout
