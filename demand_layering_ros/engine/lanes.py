@@ -62,31 +62,6 @@ class Lanes:
 
     # -- what the executor offers, for all lanes ------------------------------------------------
     @property
-    def store(self) -> Any:
-        """The store every lane reads."""
-        return self.owner.store
-
-    @property
-    def layout(self) -> Any:
-        """The store's layout."""
-        return self.owner.layout
-
-    @property
-    def io(self) -> IOSettings:
-        """The I/O settings every lane reads with."""
-        return self.owner.io
-
-    @property
-    def device(self) -> Any:
-        """Where the lanes compute."""
-        return self.owner.device
-
-    @property
-    def reader(self) -> Any:
-        """What the owner reads with; ``stats`` sums the reads of every lane."""
-        return self.owner.reader
-
-    @property
     def config(self) -> Config:
         """The configuration the next inference uses."""
         return self._latest
@@ -154,8 +129,9 @@ class Lanes:
     def held_budget(self, cfg: Config) -> int:
         """What every lane together may hold under ``cfg`` (the resident units once)."""
         resident = self.owner.effective_resident(cfg)
-        return weight_bytes_of(cfg.budget_bytes, sum(self.store.units[u].nbytes
-                                                     for u in resident), len(self.members))
+        units = self.owner.store.units
+        return weight_bytes_of(cfg.budget_bytes, sum(units[u].nbytes for u in resident),
+                               len(self.members))
 
     def weight_bytes(self) -> int:
         """Bytes every lane holds together (the owner's resident units once)."""

@@ -257,6 +257,8 @@ class Demand:
 
     def floor_bytes(self) -> int:
         """What its lanes hold at the least."""
+        if self.lanes == 1:   # the pipelined minimum, without planning for it
+            return self.pipeline.min_budget('pipelined')
         return self.floor().held_bytes(self.lanes)
 
 
