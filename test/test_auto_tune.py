@@ -20,6 +20,23 @@ def test_plans_least_memory_for_the_target_within_the_cap():
     assert capped.budget_bytes <= 3 * B and not tuner.state.met  # the fastest within the cap
 
 
+def test_the_share_of_frames_on_time_is_what_the_plan_aims_at():
+    """One frame in twenty runs 1.3x its prediction: p90 plans ignore it, p99 plans do not."""
+    tuner = AutoTuner(IO_BOUND)
+    loose = tuner.plan(7.0, None)
+    tuner.observe(0.0)
+    ratios = [1.3 if k % 20 == 7 else 1.0 for k in range(100)]
+    assert not any(tuner.observe(loose.predicted_s * r) for r in ratios)
+
+    def late(plan) -> float:   # the share of these frames the plan would have missed 7 s by
+        return sum(plan.predicted_s * r > 7.0 for r in ratios) / len(ratios)
+    assert late(loose) == pytest.approx(0.05)
+    strict = tuner.plan(7.0, None, quantile=0.99)
+    assert tuner.state.ratio == pytest.approx(1.3)
+    assert strict.budget_bytes > loose.budget_bytes and late(strict) == 0.0
+    assert tuner.plan(7.0, None).budget_bytes == loose.budget_bytes   # and back at 0.9
+
+
 def test_a_slower_machine_leads_to_one_replan_aimed_at_its_p90():
     tuner = AutoTuner(IO_BOUND)
     plan = tuner.plan(7.5, None)

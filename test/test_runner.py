@@ -453,6 +453,19 @@ def test_the_target_follows_the_node_clock_rate_and_the_time_outside_inference()
     assert target == pytest.approx(0.48 / (1 + TOLERANCE), rel=1e-3)
 
 
+def test_the_time_outside_inference_comes_off_at_the_quantile_auto_tune_aims():
+    runner = FrameRunner(convert=lambda m, s: RGB, publish=lambda m, d: None,
+                         clock_ns=FakeClock().ns, reporter=Log())
+    for k in range(30):   # 29 frames with 10 ms outside inference, one with 60 ms
+        runner.tuning.after_frame(Settings(), None, 0.1, 110.0 + (50.0 if k == 7 else 0.0),
+                                  0.1, 0.1)
+    at = {q: runner.tuning.target_s(Settings(deadline_ms=500.0, auto_tune_quantile=q))
+          for q in (0.9, 0.99)}
+    assert at[0.9] == pytest.approx(0.49 / (1 + TOLERANCE), rel=1e-3)
+    # the slow frame counts at the 99th percentile (29.71 of 30 ranks: 10 + 0.71 x 50 ms)
+    assert at[0.99] == pytest.approx((0.5 - 0.0455) / (1 + TOLERANCE), rel=1e-3)
+
+
 class BlockingTuner(AutoTuner):
     """Planning that takes as long as the test wants; counts the frames it judged."""
 
@@ -462,11 +475,11 @@ class BlockingTuner(AutoTuner):
         self.planning = threading.Event()
         self.judged = 0
 
-    def plan(self, target_s, max_budget):
+    def plan(self, target_s, max_budget, quantile=0.9):
         self.planning.set()
         assert self.go.wait(10)
         self.planning.clear()
-        return super().plan(target_s, max_budget)
+        return super().plan(target_s, max_budget, quantile)
 
     def observe(self, measured_s):
         self.judged += 1

@@ -4,9 +4,10 @@
 The planner predicts from the calibrated model (``engine.calibrate``); what the model still
 misses is kept, per execution mode, as measured / predicted over recent frames (a node busy
 with a camera stream runs sequential and pipelined configurations slower than its idle profile
-says, preloaded ones hardly at all). A plan aims the 90th percentile of its mode's ratio at the
-target, so nine frames in ten meet it even when the model is a little off (or the median of the
-last eight frames' ratio, when a machine that just slowed down makes that higher). The tuner
+says, preloaded ones hardly at all). A plan aims a quantile of its mode's ratio at the target
+(``quantile``: the share of frames that should meet it; 0.9 unless asked, so nine frames in ten
+meet it even when the model is a little off), or the median of the last eight frames' ratio,
+when a machine that just slowed down makes that higher. The tuner
 re-plans when the plan in force leaves its band, judged on its last eight frames (from its
 fifth on): for speed when their median is above the target (most frames would miss: more
 memory; a few slow frames, the machine stalling, do not count, a slower machine does), or to
@@ -34,7 +35,7 @@ FIRST = 5           # ... once it has run this many (a change of the machine's s
 SLOW = 0.5          # too slow: the window's median above the band (three slow frames in eight
 #                     do not count)
 SPARE = 0.9         # memory to spare: the window's 90th percentile below the band
-QUANTILE = 0.9      # plans aim this quantile of measured / predicted at the target
+QUANTILE = 0.9      # plans aim this quantile of measured / predicted at the target (default)
 TOLERANCE = 0.02    # re-plan for speed when the window's median delay is above target * (1 + this)
 LOW = 0.8           # re-plan to give memory back when it is below target * this
 HISTORY = 200       # ratios kept per mode (the model's error across plans; enough for a p99)
@@ -65,12 +66,14 @@ class AutoTuner:
         self._judged = 0     # frames measured under the plan in force
         self._skip = 0       # frames not to judge (the one that applies the plan)
         self._since_slow = HOLDOFF   # frames judged since the last re-plan for speed
+        self.quantile = QUANTILE
 
-    def plan(self, target_s: float, max_budget: int | None) -> Plan:
-        """Plan for an inference time of ``target_s`` at the QUANTILE of recent frames."""
+    def plan(self, target_s: float, max_budget: int | None, quantile: float = QUANTILE) -> Plan:
+        """Plan for an inference time of ``target_s`` at ``quantile`` of recent frames."""
         st = self.state
-        if abs(target_s - st.target_s) > NEW_TARGET * st.target_s:
-            self._since_slow = HOLDOFF   # a new deadline: nothing to hold
+        if abs(target_s - st.target_s) > NEW_TARGET * st.target_s or quantile != self.quantile:
+            self._since_slow = HOLDOFF   # a new deadline (or share of frames): nothing to hold
+        self.quantile = quantile
         plan, met = plan_for_deadline(self.calibrator.pipeline, target_s, max_budget,
                                       correction=self._correction)
         st.plan, st.met, st.target_s = plan, met, target_s
@@ -93,12 +96,12 @@ class AutoTuner:
         return float(np.quantile(ratios, q)) if ratios else 1.0
 
     def _correction(self, mode: str) -> float:
-        """What a plan's prediction is scaled by: its mode's measured / predicted at QUANTILE.
+        """What a plan's prediction is scaled by: its mode's measured / predicted at quantile.
 
         Or the median of the last WINDOW frames when that is higher (a machine that just slowed
         down: most of the history is from before).
         """
-        return max(self.ratio(mode, QUANTILE), self.ratio(mode, SLOW, recent=WINDOW))
+        return max(self.ratio(mode, self.quantile), self.ratio(mode, SLOW, recent=WINDOW))
 
     def predicted_s(self, q: float = 0.5) -> float | None:
         """The plan in force's delay at quantile ``q`` of recent frames (calibrated model)."""

@@ -153,7 +153,8 @@ class FrameRunner(Generic[M]):
         if not settings.auto_tune:
             self.tuning.forget()
         elif (not old.auto_tune or settings.deadline_ms != old.deadline_ms
-              or settings.budget_cap_bytes != old.budget_cap_bytes):
+              or settings.budget_cap_bytes != old.budget_cap_bytes
+              or settings.auto_tune_quantile != old.auto_tune_quantile):
             self.tuning.request()
         return result
 

@@ -28,6 +28,7 @@ class Settings:
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
     debug_image: bool = True
     auto_tune: bool = False
+    auto_tune_quantile: float = 0.9   # the share of frames auto_tune plans to meet the deadline
     budget_cap_bytes: int | None = None  # auto_tune plans within this (None: no cap)
 
     def with_(self, **changes: Any) -> 'Settings':

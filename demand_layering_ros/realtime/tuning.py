@@ -12,8 +12,8 @@ frame of the old plan is never held against the new one.
 The deadline is on the node clock, inference is timed on the wall clock: when the node clock
 runs at another rate (a bag replayed slower with use_sim_time) the target is converted with the
 rate measured over recent frames. Time outside inference (transport, waiting in the slot,
-conversion, publishing) comes off the deadline at its 90th percentile, the quantile the tuner
-aims inference at.
+conversion, publishing) comes off the deadline at the quantile the tuner aims inference at
+(``Settings.auto_tune_quantile``).
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
 
 MiB = 2 ** 20
 WINDOW = 30          # frames whose outside time and clock rate the target is computed from
-OUTSIDE_Q = 0.9      # the tuner aims inference's 90th percentile: keep the rest at the same one
 NO_FRAMES_SHARE = 0.1  # before any frame: this share of the deadline is kept for the rest
 
 
@@ -169,7 +168,8 @@ class TuningLoop:
         that, so the edge of its band is the deadline itself, not 2% past it.
         """
         deadline_ms = s.deadline_ms
-        outside = (float(np.quantile(list(self._outside_ms), OUTSIDE_Q)) if self._outside_ms
+        outside = (float(np.quantile(list(self._outside_ms), s.auto_tune_quantile))
+                   if self._outside_ms
                    else NO_FRAMES_SHARE * deadline_ms)
         wall_s = (deadline_ms - outside) / 1e3 / self.clock_rate()
         return max(1e-3, wall_s / (1 + TOLERANCE))
@@ -183,7 +183,7 @@ class TuningLoop:
         target = self.target_s(s)
         with self._tuner_lock:
             t0 = time.perf_counter()
-            plan = tuner.plan(target, s.budget_cap_bytes)
+            plan = tuner.plan(target, s.budget_cap_bytes, s.auto_tune_quantile)
             took = time.perf_counter() - t0
             met = tuner.state.met
         with self._plan_lock:

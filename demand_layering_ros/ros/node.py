@@ -365,6 +365,7 @@ class DemandLayeringNode(LifecycleNode):
             for q, v in runner.predicted_quantiles_s((0.9, 0.99)).items():
                 values[f'predicted_ms_p{round(q * 100)}'] = v * 1e3
             values['auto_tune'] = bool(self._values['auto_tune'])
+            values['auto_tune_quantile'] = float(self._values['auto_tune_quantile'])
         stamp = runner.last_stamp
         if stamp is not None:
             values['clock_offset_s'] = stamp.offset_ns / 1e9

@@ -66,6 +66,12 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
                   'whose predicted delay meets deadline_ms, within memory_budget_mb (0: no cap); '
                   're-plans when measured delay drifts from the prediction; while on, '
                   'execution_mode and resident_units are the planner\'s', False, None),
+    'auto_tune_quantile': (0.9, 'the share of frames auto_tune plans to finish within '
+                           'deadline_ms: it aims this quantile of the measured / predicted '
+                           'inference time, and of the time outside inference, at the deadline '
+                           '(0.9: one frame in ten may miss; 0.99 for at most one in a hundred, '
+                           'at the cost of more weight memory); with streams, for all of them',
+                           False, (0.5, 0.999, 0.0)),
     'score_threshold': (0.5, 'drop detections scoring below this', False, (0.0, 1.0, 0.0)),
     'max_detections': (100, 'publish at most this many detections per frame', False,
                        (1, 10000, 1)),
@@ -170,6 +176,7 @@ def settings_from(values: Mapping[str, Any]) -> Settings:
         max_input_pixels=int(values['max_input_pixels']),
         debug_image=bool(values['debug_image']),
         auto_tune=bool(values['auto_tune']),
+        auto_tune_quantile=float(values['auto_tune_quantile']),
         budget_cap_bytes=int(cap * MiB) if cap > 0 else None)
 
 

@@ -7,9 +7,9 @@ with auto_tune each engine's target from its streams' deadlines), which streams 
 force cannot serve in time, the figures diagnostics show, and auto_tune's re-plans when the
 targets or the calibrated figures drift (on a thread of their own, between two frames).
 
-As the single stream's tuner does, plans aim the 90th percentile of each engine's measured /
-predicted inference time at the target: the calibrated model predicts the mean, and on a busy
-machine one frame in ten runs well above it.
+As the single stream's tuner does, plans aim a quantile (``auto_tune_quantile``, 0.9 unless
+set) of each engine's measured / predicted inference time at the target: the calibrated model
+predicts the mean, and on a busy machine one frame in ten runs well above it.
 """
 
 from __future__ import annotations
@@ -29,15 +29,15 @@ from ..engine.executor import Record
 from ..engine.policy import Config
 from ..engine.turns import Turns
 from ..perception.detector import Detector
-from ..realtime.auto_tune import QUANTILE
+from ..realtime.auto_tune import HISTORY, QUANTILE
 from ..realtime.runner import FrameRunner
 from ..realtime.shared_budget import engine_targets, Request, SharedBudget, StreamEngine
 
 MiB = 2 ** 20
 # parameters whose change makes a new joint plan (the others only with auto_tune)
 BUDGET_PARAMS = ('memory_budget_mb', 'auto_tune')
-TARGET_PARAMS = ('deadline_ms', 'engines_take_turns')
-RATIOS = 50      # recent inferences per engine whose measured / predicted give the margin
+TARGET_PARAMS = ('deadline_ms', 'engines_take_turns', 'auto_tune_quantile')
+RATIOS = HISTORY   # recent inferences per engine whose measured / predicted give the margin
 MIN_RATIOS = 5   # fewer: no margin yet
 
 
@@ -70,8 +70,8 @@ class SharedEngines:
     def _keep(ran: deque[tuple[Config, float]], record: Record) -> None:
         ran.append((record.config, record.latency_s))
 
-    def margin(self, engine: str) -> float:
-        """Measured / predicted inference time at QUANTILE of the engine's recent inferences."""
+    def margin(self, engine: str, q: float = QUANTILE) -> float:
+        """Measured / predicted inference time at quantile q of the engine's recent inferences."""
         cal = self.detectors[engine].calibrator
         ran = list(self._ran[engine])
         if cal is None or len(ran) < MIN_RATIOS:
@@ -86,7 +86,7 @@ class SharedEngines:
                     predicted[config] = 0.0
             if predicted[config] > 0:
                 ratios.append(latency / predicted[config])
-        return float(np.quantile(ratios, QUANTILE)) if ratios else 1.0
+        return float(np.quantile(ratios, q)) if ratios else 1.0
 
     # -- planning -----------------------------------------------------------------------------
     def affects(self, changed: Sequence[str], values: Mapping[str, Any]) -> bool:
@@ -117,7 +117,8 @@ class SharedEngines:
                                      bool(values['engines_take_turns']),
                                      {e.name: e.spec.lanes for e in self.engines.values()})
             # the planner predicts the mean: the target is for the margin's quantile
-            targets = {e: t / self.margin(e) for e, t in targets.items()}
+            q = values['auto_tune_quantile']
+            targets = {e: t / self.margin(e, q) for e, t in targets.items()}
         return Request(int(budget * MiB) if budget > 0 else None, fixed, targets)
 
     def plan(self, values: Mapping[str, Any]) -> tuple[JointPlan, Request]:
@@ -174,7 +175,7 @@ class SharedEngines:
         for s, e in self.engine_of.items():
             predicted = self.detectors[e].predicted_s
             if predicted is not None:
-                predicted *= self.margin(e)
+                predicted *= self.margin(e, values['auto_tune_quantile'])
             # a frame may wait for one inference of each stream it takes turns with
             engine = self.engines[e]
             n = (len(self.stream_names) if values['engines_take_turns']

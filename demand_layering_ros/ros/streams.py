@@ -24,7 +24,8 @@ from ..perception.detector import EngineRequest
 from ..perception.prepare import DetectorSpec
 
 # what each stream sets for itself; the rest is node-wide: one process (num_threads,
-# autostart), one budget (memory_budget_mb for all streams, auto_tune for the joint plan)
+# autostart), one budget (memory_budget_mb for all streams, auto_tune and auto_tune_quantile for
+# the joint plan)
 PER_STREAM = ('model', 'weights', 'store_path', 'device', 'input_transport', 'input_size',
               'memory_budget_mb', 'deadline_ms', 'deadline_reference', 'deadline_policy',
               'score_threshold', 'max_detections', 'class_filter', 'max_input_pixels',
