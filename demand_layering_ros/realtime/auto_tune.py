@@ -10,7 +10,10 @@ meet it even when the model is a little off), or the median of the last eight fr
 when a machine that just slowed down makes that higher. The tuner
 re-plans when the plan in force leaves its band, judged on its last eight frames (from its
 fifth on): for speed when their median is above the target (most frames would miss: more
-memory; a few slow frames, the machine stalling, do not count, a slower machine does), or to
+memory; a few slow frames, the machine stalling, do not count, a slower machine does), or when
+more of its frames than twice the share allowed (1 - quantile) were over the target, once it
+has run enough frames to tell (at least 2 / (1 - quantile): stalls more frequent than the
+quantile allows are a slower machine for it), or to
 give memory back when even their 90th percentile is far below the target, and the planner's
 correction agrees (not within HOLDOFF frames of a re-plan for speed: a configuration just left
 for being slow looks fast again from the safer one, and going back to it would oscillate).
@@ -64,6 +67,7 @@ class AutoTuner:
         self.state = TunerState()
         self._ratios: dict[str, deque[float]] = {}
         self._judged = 0     # frames measured under the plan in force
+        self._over = 0       # ... of which over the target
         self._skip = 0       # frames not to judge (the one that applies the plan)
         self._since_slow = HOLDOFF   # frames judged since the last re-plan for speed
         self.quantile = QUANTILE
@@ -79,7 +83,7 @@ class AutoTuner:
         st.plan, st.met, st.target_s = plan, met, target_s
         st.ratio = self._correction(plan.mode)
         st.replans += 1
-        self._judged = 0   # judged on its own frames (at most one re-plan per FIRST frames)
+        self._judged = self._over = 0   # judged on its own frames (one re-plan per FIRST)
         self._skip = 1   # the next frame applies the plan: it reads the resident units in
         return plan
 
@@ -123,12 +127,16 @@ class AutoTuner:
         self._ratios.setdefault(str(plan.mode), deque(maxlen=HISTORY)).append(
             measured_s / model)
         self._judged += 1
+        self._over += measured_s > st.target_s * (1 + TOLERANCE)
         self._since_slow += 1
         if self._judged < FIRST:
             return False
         recent = min(self._judged, WINDOW)
-        slow = (model * self.ratio(plan.mode, SLOW, recent=recent)
-                > st.target_s * (1 + TOLERANCE) and st.met)
+        allowed = 1 - self.quantile
+        slow = st.met and (model * self.ratio(plan.mode, SLOW, recent=recent)
+                           > st.target_s * (1 + TOLERANCE)
+                           or (self._judged >= max(2 * WINDOW, round(2 / allowed))
+                               and self._over > 2 * allowed * self._judged))
         # memory to spare: nearly every recent frame is fast, and the planner's correction
         # (which a stalling machine keeps high) agrees, or the plan would be the same one
         spare = (model * max(self.ratio(plan.mode, SPARE, recent=recent),
