@@ -91,3 +91,29 @@ def test_rounds_are_pooled_per_setup_before_they_are_compared():
     assert got['pss_steady_saved_bytes'] == 500
     # one round: the run as measured
     assert bs.pooled(runs[:2])[0] is runs[0]
+
+
+def test_with_auto_tune_every_node_but_the_preloaded_tunes_and_counts_after_warm_up():
+    models = {'front': 'ssdlite320_mobilenet_v3_large', 'rear': 'ssd300_vgg16'}
+    stores = {s: Path(f'/stores/{s}.dls') for s in models}
+    topics = {s: f'/{s}/image_raw' for s in models}
+    a = args('--auto-tune-quantile', '0.99', '--warmup-frames', '40')
+    (one,) = bs.setup_processes('one_node', models, stores, topics, a)
+    split = bs.setup_processes('separate_split', models, stores, topics, a)
+    preloaded = bs.setup_processes('preloaded', models, stores, topics, a)
+    assert all('auto_tune:=true' in n and 'auto_tune_quantile:=0.99' in n for n in [one, *split])
+    assert not any('auto_tune:=true' in n for n in preloaded)
+    assert not any('auto_tune:=true' in n for n in bs.setup_processes(
+        'one_node', models, stores, topics, args()))
+    warm = {'received': '40', 'processed': '38', 'deadline_missed': '3'}
+    end = {'received': '340', 'processed': '336', 'deadline_missed': '5',
+           'predicted_ms_p99': '412.5'}
+    after = bs._after(end, warm, 340, unsatisfied=False)
+    # 300 frames after the 40th: 298 processed, 2 late, 2 never processed
+    assert (after['frames'], after['processed'], after['late'], after['lost']) == (300, 298, 2, 2)
+    assert after['late_or_lost_share'] == 4 / 300 and after['predicted_ms_p99'] == 412.5
+    assert bs._after(end, None, 340, unsatisfied=False) is None   # never warmed up
+    pooled = bs._pool_stream([{'deadline_missed': 1, 'processed': 1, 'lost': 0,
+                               'inference_ms_p50': 1.0, 'latency_ms_p50': 1.0,
+                               'after_warmup': after}] * 2)['after_warmup']
+    assert pooled['frames'] == 600 and pooled['late_or_lost_share'] == 8 / 600

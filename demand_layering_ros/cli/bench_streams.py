@@ -14,7 +14,10 @@ from diagnostics (the executors' peaks, summed), and per stream the inference p5
 p50, deadline misses and frames lost. Stores are exported and profiled once, before any setup
 runs, so no node exports or profiles. With ``--rounds`` every setup runs once per round, the
 setups interleaved, and each is judged by its rounds pooled (``pooled``): the median of the
-rounds' p50s and memory, the sum of misses and losses.
+rounds' p50s and memory, the sum of misses and losses. With ``--auto-tune-quantile Q`` every
+node but the preloaded ones runs ``auto_tune`` at that quantile of frames on time; frames
+after the first ``--warmup-frames`` of each camera are counted apart (``after_warmup``: late,
+lost, and whether the node's joint plan called every deadline feasible meanwhile).
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
                    'nodes must keep up: a frame superseded counts as lost)')
     g.add_argument('--deadline-ms', type=float, default=100.0,
                    help='per-stream deadline on the node clock (which runs at --rate)')
+    g.add_argument('--auto-tune-quantile', type=float, default=None, metavar='Q',
+                   help='run the nodes (not the preloaded ones) with auto_tune, planning for '
+                   'this share of frames within --deadline-ms')
+    g.add_argument('--warmup-frames', type=int, default=0, help='frames per camera before the '
+                   'after_warmup counts start (the tuner\'s measured / predicted history)')
     g.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'), default=None,
                    help='the nodes resize frames to this before inference (default: 480x640)')
 
@@ -141,6 +149,8 @@ def setup_processes(setup: str, models: dict[str, str], stores: dict[str, Path],
             if args.input_size else [])
     common = ['-p', f'num_threads:={setup_threads(setup, len(models), args.threads)}',
               '-p', f'device:={args.device}', '-p', f'deadline_ms:={args.deadline_ms}', *size]
+    if args.auto_tune_quantile is not None and setup != 'preloaded':
+        common += ['-p', 'auto_tune:=true', '-p', f'auto_tune_quantile:={args.auto_tune_quantile}']
     if setup in ONE_NODE:
         ros = [*node_args(topics), *common, '-p', f'streams:=[{", ".join(models)}]',
                '-p', 'memory_budget_mb:=0.0',
@@ -170,11 +180,14 @@ def setup_threads(setup: str, nodes: int, threads: int) -> int:
 class Probe:
     """This process's view of the nodes: their /diagnostics statuses, by stream."""
 
-    def __init__(self, node: Any, streams: tuple[str, ...]) -> None:
+    def __init__(self, node: Any, streams: tuple[str, ...], warmup: int = 0) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         self.streams = streams
         self.status: dict[str, dict[str, str]] = {}
         self.weight_peaks: dict[str, int] = {}   # per engine (executor), its peak
+        self.warmup = warmup
+        self.at_warmup: dict[str, dict[str, str]] = {}   # each stream's status once warmed up
+        self.unsatisfied: set[str] = set()   # streams the joint plan called infeasible after
         self.lock = threading.Lock()
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on, 50)
 
@@ -184,12 +197,18 @@ class Probe:
                 values = {kv.key: kv.value for kv in st.values}
                 values['_message'] = st.message
                 parts = st.name.split(': ')
+                if (parts[-1] == 'memory budget' and values.get('unsatisfied')
+                        and len(self.at_warmup) == len(self.streams)):
+                    self.unsatisfied.update(values['unsatisfied'].split(','))
                 if parts[-1] != 'detector':
                     continue
                 # one node with streams: '<node>: front: detector'; a node per stream:
                 # '/front/demand_layering_node: detector'
                 stream = parts[-2] if len(parts) == 3 else parts[0].split('/')[1]
                 self.status[stream] = values
+                if (stream not in self.at_warmup
+                        and float(values.get('received', 0)) >= self.warmup):
+                    self.at_warmup[stream] = values
                 if 'weight_bytes_peak' in values:
                     engine = values.get('engine', stream)
                     self.weight_peaks[engine] = max(self.weight_peaks.get(engine, 0),
@@ -223,7 +242,7 @@ def run_setup(scenario: str, setup: str, models: dict[str, str], stores: dict[st
     node = rclpy.create_node('bench_streams_probe', context=context)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
-    probe = Probe(node, tuple(models))
+    probe = Probe(node, tuple(models), args.warmup_frames if args.auto_tune_quantile else 0)
     spin = threading.Thread(target=executor.spin, daemon=True)
     spin.start()
     player = None
@@ -255,9 +274,37 @@ def run_setup(scenario: str, setup: str, models: dict[str, str], stores: dict[st
     with probe.lock:
         streams = {s: _stream_figures(probe.status.get(s, {}), args.camera_frames)
                    for s in models}
+        if args.auto_tune_quantile is not None:
+            for s, fig in streams.items():
+                fig['after_warmup'] = _after(probe.status.get(s, {}), probe.at_warmup.get(s),
+                                             args.camera_frames, s in probe.unsatisfied)
         weight = sum(probe.weight_peaks.values())
     return {'scenario': scenario, 'setup': setup, 'models': models, 'processes': len(procs),
             'weight_bytes_peak': weight, 'seconds': played_s, **memory, 'streams': streams}
+
+
+def _after(end: dict[str, str], warm: dict[str, str] | None, frames: int,
+           unsatisfied: bool) -> dict[str, Any] | None:
+    """A stream's frames after its warm-up: how many, late (missed), lost, plan feasible.
+
+    Late: processed after the deadline; lost: received (or sent) but never processed
+    (superseded, dropped as stale, aborted, failed). The predicted p99 is the single-stream
+    tuner's for its plan in force at the end (none with streams: the joint plan has no tuner).
+    """
+    if warm is None:
+        return None
+
+    def diff(key: str) -> float:
+        return float(end.get(key, 0)) - float(warm.get(key, 0))
+    counted = frames - float(warm.get('received', 0))
+    processed = diff('processed')
+    return {'frames': counted, 'processed': processed, 'late': diff('deadline_missed'),
+            'lost': counted - processed, 'late_or_lost_share':
+            (diff('deadline_missed') + counted - processed) / counted if counted else None,
+            'joint_plan_infeasible': unsatisfied,
+            'predicted_ms_p99': float(end['predicted_ms_p99'])
+            if end.get('predicted_ms_p99') not in (None, '') else None,
+            'budget_bytes': float(end['budget_bytes']) if 'budget_bytes' in end else None}
 
 
 def _stream_figures(status: dict[str, str], frames: int) -> dict[str, Any]:
@@ -331,9 +378,16 @@ def _pool_stream(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         return statistics.median(values) if values else None
     summed = {k: sum(r[k] or 0.0 for r in rounds)
               for k in ('deadline_missed', 'processed', 'lost')}
-    return {**rounds[0], 'inference_ms_p50': median('inference_ms_p50'),
-            'latency_ms_p50': median('latency_ms_p50'),
-            'inference_ms_p50_rounds': [r['inference_ms_p50'] for r in rounds], **summed}
+    out = {**rounds[0], 'inference_ms_p50': median('inference_ms_p50'),
+           'latency_ms_p50': median('latency_ms_p50'),
+           'inference_ms_p50_rounds': [r['inference_ms_p50'] for r in rounds], **summed}
+    after = [r['after_warmup'] for r in rounds if r.get('after_warmup')]
+    if after:
+        total = {k: sum(a[k] for a in after) for k in ('frames', 'processed', 'late', 'lost')}
+        out['after_warmup'] = {**total, 'late_or_lost_share': (
+            (total['late'] + total['lost']) / total['frames'] if total['frames'] else None),
+            'joint_plan_infeasible': any(a['joint_plan_infeasible'] for a in after)}
+    return out
 
 
 def compare(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -375,7 +429,9 @@ def table(runs: list[dict[str, Any]]) -> str:
              f'{"RSS steady":>11} {"weights":>8}  per stream: inference p50 / misses / lost']
     for r in runs:
         per = '  '.join(f'{s} {v["inference_ms_p50"] or 0:.0f} ms / '
-                        f'{v["deadline_missed"] or 0:.0f} / {v["lost"]:.0f}'
+                        f'{v["deadline_missed"] or 0:.0f} / {v["lost"]:.0f}' + (
+                            f' (after warm-up: {a["late"]:.0f} late, {a["lost"]:.0f} lost of '
+                            f'{a["frames"]:.0f})' if (a := v.get('after_warmup')) else '')
                         for s, v in r['streams'].items())
         lines.append(f'{r["scenario"]:10} {r["setup"]:14} {r["pss_steady_bytes"] / MiB:9.0f} M'
                      f' {r["pss_peak_bytes"] / MiB:7.0f} M {r["rss_steady_bytes"] / MiB:9.0f} M'
@@ -404,7 +460,7 @@ def run_streams(args: argparse.Namespace) -> int:
     runs: list[dict[str, Any]] = []
     config = {k: getattr(args, k) for k in ('same', 'different', 'camera_frames', 'rounds',
                                             'rate', 'deadline_ms', 'input_size', 'threads',
-                                            'device')}
+                                            'device', 'auto_tune_quantile', 'warmup_frames')}
     for rnd in range(args.rounds):
         for sc in args.scenarios:
             models = {s: m for s, (m, _seed) in scenarios[sc].items()}
