@@ -105,14 +105,14 @@ def test_with_auto_tune_every_node_but_the_preloaded_tunes_and_counts_after_warm
     assert not any('auto_tune:=true' in n for n in preloaded)
     assert not any('auto_tune:=true' in n for n in bs.setup_processes(
         'one_node', models, stores, topics, args()))
-    warm = {'received': '40', 'processed': '38', 'deadline_missed': '3'}
+    warm = {'received': '41', 'processed': '38', 'superseded': '2', 'deadline_missed': '3'}
     end = {'received': '340', 'processed': '336', 'deadline_missed': '5',
            'predicted_ms_p99': '412.5'}
-    after = bs._after(end, warm, 340, unsatisfied=False)
-    # 300 frames after the 40th: 298 processed, 2 late, 2 never processed
+    after = bs._after(end, warm, 340, infeasible=0.0)
+    # 300 frames after the first 40 accounted for: 298 processed, 2 late, 2 never processed
     assert (after['frames'], after['processed'], after['late'], after['lost']) == (300, 298, 2, 2)
     assert after['late_or_lost_share'] == 4 / 300 and after['predicted_ms_p99'] == 412.5
-    assert bs._after(end, None, 340, unsatisfied=False) is None   # never warmed up
+    assert bs._after(end, None, 340, infeasible=None) is None   # never warmed up
     pooled = bs._pool_stream([{'deadline_missed': 1, 'processed': 1, 'lost': 0,
                                'inference_ms_p50': 1.0, 'latency_ms_p50': 1.0,
                                'after_warmup': after}] * 2)['after_warmup']

@@ -187,7 +187,8 @@ class Probe:
         self.weight_peaks: dict[str, int] = {}   # per engine (executor), its peak
         self.warmup = warmup
         self.at_warmup: dict[str, dict[str, str]] = {}   # each stream's status once warmed up
-        self.unsatisfied: set[str] = set()   # streams the joint plan called infeasible after
+        self.budget_reports = 0   # the node's budget statuses after every stream's warm-up ...
+        self.unsatisfied: dict[str, int] = {}   # ... in which a stream's deadline was infeasible
         self.lock = threading.Lock()
         node.create_subscription(DiagnosticArray, '/diagnostics', self._on, 50)
 
@@ -197,17 +198,17 @@ class Probe:
                 values = {kv.key: kv.value for kv in st.values}
                 values['_message'] = st.message
                 parts = st.name.split(': ')
-                if (parts[-1] == 'memory budget' and values.get('unsatisfied')
-                        and len(self.at_warmup) == len(self.streams)):
-                    self.unsatisfied.update(values['unsatisfied'].split(','))
+                if parts[-1] == 'memory budget' and len(self.at_warmup) == len(self.streams):
+                    self.budget_reports += 1
+                    for s in filter(None, values.get('unsatisfied', '').split(',')):
+                        self.unsatisfied[s] = self.unsatisfied.get(s, 0) + 1
                 if parts[-1] != 'detector':
                     continue
                 # one node with streams: '<node>: front: detector'; a node per stream:
                 # '/front/demand_layering_node: detector'
                 stream = parts[-2] if len(parts) == 3 else parts[0].split('/')[1]
                 self.status[stream] = values
-                if (stream not in self.at_warmup
-                        and float(values.get('received', 0)) >= self.warmup):
+                if stream not in self.at_warmup and outcomes(values) >= self.warmup:
                     self.at_warmup[stream] = values
                 if 'weight_bytes_peak' in values:
                     engine = values.get('engine', stream)
@@ -221,11 +222,17 @@ class Probe:
                 for s in self.streams)
 
     def settled(self, frames: int) -> bool:
-        lost = ('processed', 'superseded', 'dropped_stale', 'aborted', 'failed', 'rejected')
         with self.lock:
             return all(float(self.status.get(s, {}).get('received', -1)) >= frames and
-                       sum(float(self.status[s][k]) for k in lost) >= frames
-                       for s in self.streams)
+                       outcomes(self.status[s]) >= frames for s in self.streams)
+
+
+OUTCOMES = ('processed', 'superseded', 'dropped_stale', 'aborted', 'failed', 'rejected')
+
+
+def outcomes(status: dict[str, str]) -> float:
+    """Frames a stream's status has accounted for (processed or given up)."""
+    return sum(float(status.get(k, 0)) for k in OUTCOMES)
 
 
 def run_setup(scenario: str, setup: str, models: dict[str, str], stores: dict[str, Path],
@@ -276,32 +283,39 @@ def run_setup(scenario: str, setup: str, models: dict[str, str], stores: dict[st
                    for s in models}
         if args.auto_tune_quantile is not None:
             for s, fig in streams.items():
-                fig['after_warmup'] = _after(probe.status.get(s, {}), probe.at_warmup.get(s),
-                                             args.camera_frames, s in probe.unsatisfied)
+                fig['after_warmup'] = _after(
+                    probe.status.get(s, {}), probe.at_warmup.get(s), args.camera_frames,
+                    probe.unsatisfied.get(s, 0) / probe.budget_reports
+                    if probe.budget_reports else None)
         weight = sum(probe.weight_peaks.values())
     return {'scenario': scenario, 'setup': setup, 'models': models, 'processes': len(procs),
             'weight_bytes_peak': weight, 'seconds': played_s, **memory, 'streams': streams}
 
 
 def _after(end: dict[str, str], warm: dict[str, str] | None, frames: int,
-           unsatisfied: bool) -> dict[str, Any] | None:
+           infeasible: float | None) -> dict[str, Any] | None:
     """A stream's frames after its warm-up: how many, late (missed), lost, plan feasible.
 
-    Late: processed after the deadline; lost: received (or sent) but never processed
-    (superseded, dropped as stale, aborted, failed). The predicted p99 is the single-stream
-    tuner's for its plan in force at the end (none with streams: the joint plan has no tuner).
+    ``infeasible``: the share of the node's budget statuses meanwhile that named the stream
+    as one whose deadline the joint plan cannot meet (None: no joint plan, a single stream).
+
+    The frames counted are those accounted for after ``warm`` (the status once the first
+    frames were). Late: processed after the deadline; lost: sent but never processed
+    (superseded, dropped as stale, aborted, failed, never received). The predicted p99 is the
+    single-stream tuner's for its plan in force at the end (none with streams: the joint plan
+    has no tuner).
     """
     if warm is None:
         return None
 
     def diff(key: str) -> float:
         return float(end.get(key, 0)) - float(warm.get(key, 0))
-    counted = frames - float(warm.get('received', 0))
+    counted = frames - outcomes(warm)
     processed = diff('processed')
     return {'frames': counted, 'processed': processed, 'late': diff('deadline_missed'),
             'lost': counted - processed, 'late_or_lost_share':
             (diff('deadline_missed') + counted - processed) / counted if counted else None,
-            'joint_plan_infeasible': unsatisfied,
+            'joint_plan_infeasible_share': infeasible,
             'predicted_ms_p99': float(end['predicted_ms_p99'])
             if end.get('predicted_ms_p99') not in (None, '') else None,
             'budget_bytes': float(end['budget_bytes']) if 'budget_bytes' in end else None}
@@ -386,7 +400,8 @@ def _pool_stream(rounds: list[dict[str, Any]]) -> dict[str, Any]:
         total = {k: sum(a[k] for a in after) for k in ('frames', 'processed', 'late', 'lost')}
         out['after_warmup'] = {**total, 'late_or_lost_share': (
             (total['late'] + total['lost']) / total['frames'] if total['frames'] else None),
-            'joint_plan_infeasible': any(a['joint_plan_infeasible'] for a in after)}
+            'joint_plan_infeasible_share': max(
+                (a['joint_plan_infeasible_share'] or 0.0 for a in after), default=None)}
     return out
 
 
