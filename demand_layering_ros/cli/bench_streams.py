@@ -135,11 +135,16 @@ def node_args(stream_topics: dict[str, str]) -> list[str]:
     return args
 
 
-def start(ros_args: list[str]) -> subprocess.Popen[bytes]:
-    """A node process of this interpreter, in a session of its own (killed as a group)."""
+def start(ros_args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    """A node process of this interpreter, in a session of its own (killed as a group).
+
+    Its log goes to ``log`` (a pipe nobody reads while it runs would block a node that logs
+    more than the pipe holds).
+    """
     cmd = [sys.executable, '-m', 'demand_layering_ros.ros.node', '--ros-args', *ros_args]
-    return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    with open(log, 'wb') as f:
+        return subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=f)
 
 
 def setup_processes(setup: str, models: dict[str, str], stores: dict[str, Path],
@@ -243,7 +248,10 @@ def run_setup(scenario: str, setup: str, models: dict[str, str], stores: dict[st
 
     from ..bag.camera import camera_topic
     topics = {s: camera_topic(s) for s in models}
-    procs = [start(a) for a in setup_processes(setup, models, stores, topics, args)]
+    logs = Path(args.stores) / 'logs'
+    logs.mkdir(parents=True, exist_ok=True)
+    procs = [start(a, logs / f'{scenario}-{setup}-{i}.log')
+             for i, a in enumerate(setup_processes(setup, models, stores, topics, args))]
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node('bench_streams_probe', context=context)
@@ -254,7 +262,7 @@ def run_setup(scenario: str, setup: str, models: dict[str, str], stores: dict[st
     spin.start()
     player = None
     try:
-        _wait(lambda: probe.ready(), CONFIGURE_S, 'the nodes to configure', procs)
+        _wait(lambda: probe.ready(), CONFIGURE_S, 'the nodes to configure', procs, logs)
         sampler = Sampler([p.pid for p in procs]).start()
         t0 = time.monotonic()
         player = subprocess.Popen([sys.executable, '-m', 'demand_layering_ros.cli.main', 'bag',
@@ -262,9 +270,10 @@ def run_setup(scenario: str, setup: str, models: dict[str, str], stores: dict[st
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True)
         _wait(lambda: player.poll() is not None, args.camera_frames / 30 / args.rate + 60,
-              'the bag to play', procs)
+              'the bag to play', procs, logs)
         try:
-            _wait(lambda: probe.settled(args.camera_frames), SETTLE_S, 'every frame', procs)
+            _wait(lambda: probe.settled(args.camera_frames), SETTLE_S, 'every frame', procs,
+                  logs)
         except TimeoutError:
             pass   # counted below as frames lost
         memory = sampler.stop()
@@ -332,14 +341,13 @@ def _stream_figures(status: dict[str, str], frames: int) -> dict[str, Any]:
 
 
 def _wait(cond: Callable[[], bool], timeout: float, what: str,
-          procs: list[subprocess.Popen[bytes]]) -> None:
+          procs: list[subprocess.Popen[bytes]], logs: Path) -> None:
     end = time.monotonic() + timeout
     while not cond():
         for p in procs:
             if p.poll() is not None:
-                err = p.stderr.read().decode(errors='replace') if p.stderr else ''
-                raise RuntimeError(f'a node exited ({p.returncode}) while waiting for {what}: '
-                                   f'{err[-1500:]}')
+                raise RuntimeError(f'a node exited ({p.returncode}) while waiting for {what} '
+                                   f'(its log is in {logs})')
         if time.monotonic() > end:
             raise TimeoutError(f'timed out waiting for {what}')
         time.sleep(0.1)

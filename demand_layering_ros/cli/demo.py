@@ -139,8 +139,11 @@ def run_demo(args: argparse.Namespace) -> int:
                        '-p', f'qos_overrides.{RAW_TOPIC}.subscription.depth:=5')
     if args.budget_mb:
         cmd += ['-p', f'memory_budget_mb:={args.budget_mb}']
-    node = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    # the node's log goes to a file: a pipe read only at the end would block a node that logs
+    # more than the pipe holds
+    log = out / 'node.log'
+    with open(log, 'wb') as f:
+        node = subprocess.Popen(cmd, start_new_session=True, stdout=f, stderr=subprocess.STDOUT)
     rclpy.init()
     probe = rclpy.create_node('demand_layering_demo')
     executor = SingleThreadedExecutor()
@@ -171,7 +174,7 @@ def run_demo(args: argparse.Namespace) -> int:
         while not diags and time.monotonic() < deadline:  # node configured and publishing
             time.sleep(0.1)
             if node.poll() is not None:
-                print(node.stdout.read().decode(), file=sys.stderr)
+                print(log.read_text(errors='replace')[-3000:], file=sys.stderr)
                 return 1
         player = Player(probe, camera, rate=args.rate, clock=True, topics=[RAW_TOPIC],
                         progress=False)
