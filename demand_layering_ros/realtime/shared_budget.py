@@ -61,6 +61,9 @@ class Request:
     budget_bytes: int | None      # all engines together; None: their minimums (auto_tune: no cap)
     fixed: Mapping[str, int] = field(default_factory=dict)   # engine -> its fixed budget
     targets: Mapping[str, float] | None = None   # engine -> inference time (s); auto_tune only
+    # engine -> what its target was divided by: measured / predicted at the tuner's quantile
+    # (the deadline's own target is targets x margin)
+    margins: Mapping[str, float] = field(default_factory=dict)
 
 
 def engine_targets(streams_of: Mapping[str, Sequence[str]],
@@ -182,19 +185,24 @@ class SharedBudget:
         """Engines whose larger plan waits for others to shrink first."""
         return tuple(self._deferred)
 
-    def due(self, targets: Mapping[str, float]) -> bool:
-        """With auto_tune: should the plan in force be made again for ``targets``?
+    def due(self, now: Request) -> bool:
+        """With auto_tune: should the plan in force be made again for ``now``?
 
-        When an engine's target moved by more than DRIFT since the plan was made, or the
-        calibrated prediction of its configuration leaves the tuner's band: slower than the
-        target (and the plan meant to meet it), or far faster while memory could be saved.
+        When an engine's deadline-derived target (its target x margin) moved by more than DRIFT
+        since the plan was made, or the calibrated prediction of its configuration, with the
+        margin now, leaves the tuner's band: slower than the target (and the plan meant to meet
+        it), or far faster while memory could be saved. A margin that moves within the band
+        (a slow inference entering or leaving the recent ones) re-plans nothing.
         """
         joint, req = self.in_force, self.request
-        if joint is None or req is None or req.targets is None:
+        if joint is None or req is None or req.targets is None or now.targets is None:
             return False
-        for e, target in targets.items():
+        for e, target in now.targets.items():
             before = req.targets.get(e)
-            if before is None or abs(target - before) > DRIFT * before:
+            if before is None:
+                return True
+            deadline, planned = target * now.margins.get(e, 1.0), before * req.margins.get(e, 1.0)
+            if abs(deadline - planned) > DRIFT * planned:
                 return True
             predicted = self.engines[e].predicted_s
             plan = joint.plans[e]

@@ -111,6 +111,7 @@ class SharedEngines:
             if own > 0:   # streams sharing an engine: the largest fixed budget applies
                 fixed[e] = max(fixed.get(e, 0), int(own * MiB))
         targets = None
+        margins: dict[str, float] = {}
         if values['auto_tune']:
             targets = engine_targets({e.name: e.streams for e in self.engines.values()},
                                      self.stream_targets(values),
@@ -118,8 +119,9 @@ class SharedEngines:
                                      {e.name: e.spec.lanes for e in self.engines.values()})
             # the planner predicts the mean: the target is for the margin's quantile
             q = values['auto_tune_quantile']
-            targets = {e: t / self.margin(e, q) for e, t in targets.items()}
-        return Request(int(budget * MiB) if budget > 0 else None, fixed, targets)
+            margins = {e: self.margin(e, q) for e in targets}
+            targets = {e: t / margins[e] for e, t in targets.items()}
+        return Request(int(budget * MiB) if budget > 0 else None, fixed, targets, margins)
 
     def plan(self, values: Mapping[str, Any]) -> tuple[JointPlan, Request]:
         """The joint plan for ``values`` (nothing applied); ValueError saying why not."""
@@ -140,8 +142,9 @@ class SharedEngines:
             return False
         parts = [f'{e}: {p.mode} within {joint.held_bytes(e) / MiB:.1f} MiB'
                  + (f' on {joint.lanes[e]} lanes' if e in joint.lanes else '')
-                 + (f' (target {req.targets[e] * 1e3:.0f} ms, predicted '
-                    f'{p.predicted_s * 1e3:.0f} ms)' if req.targets else '')
+                 + (f' (target {req.targets[e] * 1e3:.0f} ms after a margin of '
+                    f'{req.margins.get(e, 1.0):.2f}, predicted {p.predicted_s * 1e3:.0f} ms)'
+                    if req.targets else '')
                  for e, p in joint.plans.items()]
         self._info(f'joint plan, {joint.total_bytes / MiB:.1f} MiB in all: ' + '; '.join(parts)
                    + (f'; targets missed: {", ".join(joint.missed)}' if joint.missed else ''))
@@ -153,7 +156,7 @@ class SharedEngines:
                                        and self._replanning.is_alive()):
             return
         req = self.request(values)
-        if req.targets is None or not self.budget.due(req.targets):
+        if req.targets is None or not self.budget.due(req):
             return
         since = self.budget.generation
 
@@ -202,6 +205,7 @@ class SharedEngines:
                 'predicted_ms': predicted * 1e3 if predicted is not None else ''}
             if req is not None and req.targets is not None:
                 fig['target_ms'] = req.targets[e] * 1e3
+                fig['margin'] = req.margins.get(e, 1.0)
             out[e] = fig
         return out
 
