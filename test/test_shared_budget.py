@@ -11,6 +11,7 @@ from demand_layering_ros.engine import planner
 from demand_layering_ros.engine.policy import Layout
 from demand_layering_ros.engine.simulate import Pipeline
 from demand_layering_ros.engine.turns import Turns
+from demand_layering_ros.realtime.auto_tune import LOW
 from demand_layering_ros.realtime.shared_budget import (engine_targets, joint_plan, Request,
                                                         SharedBudget, StreamEngine)
 
@@ -213,6 +214,30 @@ def test_auto_tune_replans_when_a_target_or_the_prediction_drifts():
     assert due(0.18)
     engine.predicted_s = 0.1                     # ... or faster: memory to give back
     assert due(0.18)
+
+
+def test_a_plan_far_faster_than_its_target_made_so_is_not_made_again():
+    """The least memory that meets the target may predict well under it: not made again.
+
+    Four units that read 2 s and compute 1 s: 3 pages take 6 s, 2 pages 9 s. For 8.5 s the
+    plan is 3 pages, under 80% of the target; planning again with the same figures gives the
+    same plan, so it is due only once the machine got faster or the target looser.
+    """
+    engine = FakeEngine(pipe(4, read=2.0, compute=1.0))
+    budget = SharedBudget({'b': engine})
+    req = Request(None, targets={'b': 8.5}, margins={'b': 1.0})
+    joint = joint_plan(budget.pipelines(), req)
+    plan = joint.plans['b']
+    budget.apply(joint, req)
+    engine.predicted_s = plan.predicted_s
+    assert plan.peak_bytes == 3 * B and plan.predicted_s < 8.5 * LOW
+    assert joint_plan(budget.pipelines(), req).plans['b'] == plan
+    assert not budget.due(req)
+    engine.predicted_s = plan.predicted_s * 0.8       # the machine got faster
+    assert budget.due(req)
+    engine.predicted_s = plan.predicted_s
+    # or the model's misses shrank: a looser target after the margin
+    assert budget.due(Request(None, targets={'b': 8.5 / 0.8}, margins={'b': 0.8}))
 
 
 def test_a_stream_hands_the_engine_its_waiting_plan_before_it_detects():

@@ -191,8 +191,10 @@ class SharedBudget:
         When an engine's deadline-derived target (its target x margin) moved by more than DRIFT
         since the plan was made, or the calibrated prediction of its configuration, with the
         margin now, leaves the tuner's band: slower than the target (and the plan meant to meet
-        it), or far faster while memory could be saved. A margin that moves within the band
-        (a slow inference entering or leaving the recent ones) re-plans nothing.
+        it), or far faster while memory could be saved and more than DRIFT faster (or the
+        target looser) than when the plan was made - otherwise the planner would choose the
+        same plan again. A margin that moves within the band (a slow inference entering or
+        leaving the recent ones) re-plans nothing.
         """
         joint, req = self.in_force, self.request
         if joint is None or req is None or req.targets is None or now.targets is None:
@@ -210,8 +212,12 @@ class SharedBudget:
                 continue
             if predicted > target * (1 + TOLERANCE) and e not in joint.missed:
                 return True
+            # memory to give back: far faster than the target, and faster (or the target
+            # looser) than when the plan was made, or the planner would choose it again
             least = self.pipelines()[e].min_budget('pipelined')
-            if predicted < target * LOW and plan.budget_bytes > least:
+            easier = (predicted < plan.predicted_s * (1 - DRIFT)
+                      or target > before * (1 + DRIFT))
+            if predicted < target * LOW and plan.budget_bytes > least and easier:
                 return True
         return False
 
