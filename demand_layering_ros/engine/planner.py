@@ -250,6 +250,12 @@ class Demand:
     target_s: float | None = None     # the delay it must meet (auto-tune), None: no target
     budget_bytes: int | None = None   # a budget fixed by the user (``<stream>.memory_budget_mb``)
     lanes: int = 1                    # inferences side by side (engine.lanes)
+    # what a running node measured against the model, per mode (as plan_for_deadline takes it)
+    correction: Callable[[str], float] | None = field(default=None, compare=False)
+
+    def predicted_s(self, plan: Plan) -> float:
+        """A plan's predicted delay, corrected for its mode."""
+        return plan.predicted_s * (self.correction(plan.mode) if self.correction else 1.0)
 
     def floor(self) -> Plan:
         """Its plan holding the least pipelined (``least_held``)."""
@@ -314,10 +320,10 @@ def plan_jointly(demands: list[Demand], max_total: int | None = None) -> JointPl
     weights); when the sum does not fit, the engines cheapest to satisfy keep their plans and
     the others fall back to their minimums, so the fewest miss (and are named).
     """
-    least = {d.name: (plan_for_deadline(d.pipeline, d.target_s)[0] if d.target_s is not None
-                      else d.floor()) for d in demands}
+    least = {d.name: (plan_for_deadline(d.pipeline, d.target_s, correction=d.correction)[0]
+                      if d.target_s is not None else d.floor()) for d in demands}
     held = {d.name: least[d.name].held_bytes(d.lanes) for d in demands}
-    met = {d.name: d.target_s is None or least[d.name].predicted_s <= d.target_s
+    met = {d.name: d.target_s is None or d.predicted_s(least[d.name]) <= d.target_s
            for d in demands}
     if max_total is None or sum(held.values()) <= max_total:
         return JointPlan(least, tuple(n for n, ok in met.items() if not ok), _lanes(demands))
@@ -337,14 +343,14 @@ def plan_jointly(demands: list[Demand], max_total: int | None = None) -> JointPl
             plans[d.name] = least[d.name]
             room -= extra(d)
     missed = [d for d in demands if d.target_s is not None
-              and plans[d.name].predicted_s > d.target_s]
+              and d.predicted_s(plans[d.name]) > d.target_s]
     for d in sorted(missed, key=extra):   # what is left goes to those that still miss
         if room <= 0:
             break
         plans[d.name] = plan_within(d.pipeline, floor_held[d.name] + room, d.lanes)
         room -= plans[d.name].held_bytes(d.lanes) - floor_held[d.name]
     return JointPlan(plans, tuple(d.name for d in missed
-                                  if plans[d.name].predicted_s > (d.target_s or 0.0)),
+                                  if d.predicted_s(plans[d.name]) > (d.target_s or 0.0)),
                      _lanes(demands))
 
 

@@ -16,6 +16,7 @@ the old and the new budget, and is within the new one once every engine has run 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 import threading
 from typing import Any, Callable, Mapping, Protocol, Sequence, TYPE_CHECKING
 
@@ -61,9 +62,14 @@ class Request:
     budget_bytes: int | None      # all engines together; None: their minimums (auto_tune: no cap)
     fixed: Mapping[str, int] = field(default_factory=dict)   # engine -> its fixed budget
     targets: Mapping[str, float] | None = None   # engine -> inference time (s); auto_tune only
-    # engine -> what its target was divided by: measured / predicted at the tuner's quantile
-    # (the deadline's own target is targets x margin)
-    margins: Mapping[str, float] = field(default_factory=dict)
+    # engine -> mode -> what a plan's prediction is scaled by: measured / predicted at the
+    # tuner's quantile ('': every mode's, for a mode not measured yet)
+    margins: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def margin(self, engine: str, mode: str) -> float:
+        """The margin of ``engine``'s plans in ``mode`` (1.0: nothing measured)."""
+        m = self.margins.get(engine, {})
+        return m.get(str(mode), m.get('', 1.0))
 
 
 def engine_targets(streams_of: Mapping[str, Sequence[str]],
@@ -107,8 +113,10 @@ def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request,
         return split_budget(demands, budget)
     # engines with a fixed budget keep it; the others share what is left, planned jointly
     plans = {e: plan_within(pipelines[e], b, lanes.get(e, 1)) for e, b in req.fixed.items()}
-    missed = [e for e, p in plans.items() if p.predicted_s > req.targets[e]]
-    free = [Demand(e, p, req.targets[e], lanes=lanes.get(e, 1))
+    missed = [e for e, p in plans.items() if p.predicted_s * req.margin(e, p.mode)
+              > req.targets[e]]
+    free = [Demand(e, p, req.targets[e], lanes=lanes.get(e, 1),
+                   correction=partial(req.margin, e))
             for e, p in pipelines.items() if e not in req.fixed]
     if free:
         room = (None if req.budget_bytes is None
@@ -188,36 +196,30 @@ class SharedBudget:
     def due(self, now: Request) -> bool:
         """With auto_tune: should the plan in force be made again for ``now``?
 
-        When an engine's deadline-derived target (its target x margin) moved by more than DRIFT
-        since the plan was made, or the calibrated prediction of its configuration, with the
-        margin now, leaves the tuner's band: slower than the target (and the plan meant to meet
-        it), or far faster while memory could be saved and more than DRIFT faster (or the
-        target looser) than when the plan was made - otherwise the planner would choose the
-        same plan again. A margin that moves within the band (a slow inference entering or
-        leaving the recent ones) re-plans nothing.
+        When an engine's target moved by more than DRIFT since the plan was made, or the
+        calibrated prediction of its configuration times its mode's margin now leaves the
+        tuner's band: slower than the target (and the plan meant to meet it), or far faster
+        while memory could be saved and more than DRIFT faster than when the plan was made -
+        otherwise the planner would choose the same plan again. A margin that moves within the
+        band (a slow inference entering or leaving the recent ones) re-plans nothing.
         """
         joint, req = self.in_force, self.request
         if joint is None or req is None or req.targets is None or now.targets is None:
             return False
         for e, target in now.targets.items():
             before = req.targets.get(e)
-            if before is None:
-                return True
-            deadline, planned = target * now.margins.get(e, 1.0), before * req.margins.get(e, 1.0)
-            if abs(deadline - planned) > DRIFT * planned:
+            if before is None or abs(target - before) > DRIFT * before:
                 return True
             predicted = self.engines[e].predicted_s
             plan = joint.plans[e]
             if predicted is None or e in req.fixed:
                 continue
-            if predicted > target * (1 + TOLERANCE) and e not in joint.missed:
+            expected = predicted * now.margin(e, plan.mode)
+            if expected > target * (1 + TOLERANCE) and e not in joint.missed:
                 return True
-            # memory to give back: far faster than the target, and faster (or the target
-            # looser) than when the plan was made, or the planner would choose it again
             least = self.pipelines()[e].min_budget('pipelined')
-            easier = (predicted < plan.predicted_s * (1 - DRIFT)
-                      or target > before * (1 + DRIFT))
-            if predicted < target * LOW and plan.budget_bytes > least and easier:
+            easier = expected < plan.predicted_s * req.margin(e, plan.mode) * (1 - DRIFT)
+            if expected < target * LOW and plan.budget_bytes > least and easier:
                 return True
         return False
 

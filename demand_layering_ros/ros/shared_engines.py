@@ -70,14 +70,19 @@ class SharedEngines:
     def _keep(ran: deque[tuple[Config, float]], record: Record) -> None:
         ran.append((record.config, record.latency_s))
 
-    def margin(self, engine: str, q: float = QUANTILE) -> float:
-        """Measured / predicted inference time at quantile q of the engine's recent inferences."""
+    def margins(self, engine: str, q: float = QUANTILE) -> dict[str, float]:
+        """Measured / predicted inference time at quantile q of the engine's recent inferences.
+
+        Per mode (as the single stream's tuner keeps them: lanes with the whole model resident
+        contend for the one interpreter, streaming lanes wait for reads), and for all of them
+        under '' (for a mode not measured yet). Empty before MIN_RATIOS inferences.
+        """
         cal = self.detectors[engine].calibrator
         ran = list(self._ran[engine])
         if cal is None or len(ran) < MIN_RATIOS:
-            return 1.0
+            return {}
         predicted: dict[Config, float] = {}
-        ratios = []
+        ratios: dict[str, list[float]] = {'': []}
         for config, latency in ran:
             if config not in predicted:
                 try:
@@ -85,8 +90,16 @@ class SharedEngines:
                 except ValueError:
                     predicted[config] = 0.0
             if predicted[config] > 0:
-                ratios.append(latency / predicted[config])
-        return float(np.quantile(ratios, q)) if ratios else 1.0
+                r = latency / predicted[config]
+                ratios[''].append(r)
+                ratios.setdefault(str(config.mode), []).append(r)
+        return {m: float(np.quantile(rs, q)) for m, rs in ratios.items()
+                if len(rs) >= MIN_RATIOS}
+
+    def margin(self, engine: str, q: float = QUANTILE, mode: str = '') -> float:
+        """The margin of ``engine``'s plans in ``mode`` ('': all modes; 1.0: none measured)."""
+        m = self.margins(engine, q)
+        return m.get(str(mode), m.get('', 1.0))
 
     # -- planning -----------------------------------------------------------------------------
     def affects(self, changed: Sequence[str], values: Mapping[str, Any]) -> bool:
@@ -111,16 +124,14 @@ class SharedEngines:
             if own > 0:   # streams sharing an engine: the largest fixed budget applies
                 fixed[e] = max(fixed.get(e, 0), int(own * MiB))
         targets = None
-        margins: dict[str, float] = {}
+        margins: dict[str, dict[str, float]] = {}
         if values['auto_tune']:
             targets = engine_targets({e.name: e.streams for e in self.engines.values()},
                                      self.stream_targets(values),
                                      bool(values['engines_take_turns']),
                                      {e.name: e.spec.lanes for e in self.engines.values()})
-            # the planner predicts the mean: the target is for the margin's quantile
-            q = values['auto_tune_quantile']
-            margins = {e: self.margin(e, q) for e in targets}
-            targets = {e: t / margins[e] for e, t in targets.items()}
+            # the planner predicts the mean: plans are scaled by their mode's margin
+            margins = {e: self.margins(e, values['auto_tune_quantile']) for e in targets}
         return Request(int(budget * MiB) if budget > 0 else None, fixed, targets, margins)
 
     def plan(self, values: Mapping[str, Any]) -> tuple[JointPlan, Request]:
@@ -142,8 +153,8 @@ class SharedEngines:
             return False
         parts = [f'{e}: {p.mode} within {joint.held_bytes(e) / MiB:.1f} MiB'
                  + (f' on {joint.lanes[e]} lanes' if e in joint.lanes else '')
-                 + (f' (target {req.targets[e] * 1e3:.0f} ms after a margin of '
-                    f'{req.margins.get(e, 1.0):.2f}, predicted {p.predicted_s * 1e3:.0f} ms)'
+                 + (f' (target {req.targets[e] * 1e3:.0f} ms, predicted '
+                    f'{p.predicted_s * 1e3:.0f} ms x a margin of {req.margin(e, p.mode):.2f})'
                     if req.targets else '')
                  for e, p in joint.plans.items()]
         self._info(f'joint plan, {joint.total_bytes / MiB:.1f} MiB in all: ' + '; '.join(parts)
@@ -178,7 +189,8 @@ class SharedEngines:
         for s, e in self.engine_of.items():
             predicted = self.detectors[e].predicted_s
             if predicted is not None:
-                predicted *= self.margin(e, values['auto_tune_quantile'])
+                predicted *= self.margin(e, values['auto_tune_quantile'],
+                                         self.detectors[e].figures().mode)
             # a frame may wait for one inference of each stream it takes turns with
             engine = self.engines[e]
             n = (len(self.stream_names) if values['engines_take_turns']
@@ -205,7 +217,7 @@ class SharedEngines:
                 'predicted_ms': predicted * 1e3 if predicted is not None else ''}
             if req is not None and req.targets is not None:
                 fig['target_ms'] = req.targets[e] * 1e3
-                fig['margin'] = req.margins.get(e, 1.0)
+                fig['margin'] = req.margin(e, s['mode'])
             out[e] = fig
         return out
 
