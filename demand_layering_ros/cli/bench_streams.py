@@ -305,12 +305,11 @@ def _after(end: dict[str, str], warm: dict[str, str] | None, frames: int,
            infeasible: float | None) -> dict[str, Any] | None:
     """A stream's frames after its warm-up: how many, late (missed), lost, plan feasible.
 
-    ``infeasible``: the share of the node's budget statuses meanwhile that named the stream
-    as one whose deadline the joint plan cannot meet (None: no joint plan, a single stream).
-
     The frames counted are those accounted for after ``warm`` (the status once the first
     frames were). Late: processed after the deadline; lost: sent but never processed
-    (superseded, dropped as stale, aborted, failed, never received). The predicted p99 is the
+    (superseded, dropped as stale, aborted, failed, never received). ``infeasible``: the share
+    of the node's budget statuses meanwhile that named the stream as one whose deadline the
+    joint plan cannot meet (None: no joint plan, a single stream). The predicted p99 is the
     single-stream tuner's for its plan in force at the end (none with streams: the joint plan
     has no tuner).
     """
