@@ -68,8 +68,12 @@ class Request:
 
     def margin(self, engine: str, mode: str) -> float:
         """The margin of ``engine``'s plans in ``mode`` (1.0: nothing measured)."""
-        m = self.margins.get(engine, {})
-        return m.get(str(mode), m.get('', 1.0))
+        return mode_margin(self.margins.get(engine, {}), mode)
+
+
+def mode_margin(margins: Mapping[str, float], mode: str) -> float:
+    """A mode's margin of one engine's: its own, all modes' ('') until it ran, else 1.0."""
+    return margins.get(str(mode), margins.get('', 1.0))
 
 
 def engine_targets(streams_of: Mapping[str, Sequence[str]],

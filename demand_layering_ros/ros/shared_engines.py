@@ -31,7 +31,8 @@ from ..engine.turns import Turns
 from ..perception.detector import Detector
 from ..realtime.auto_tune import HISTORY, QUANTILE
 from ..realtime.runner import FrameRunner
-from ..realtime.shared_budget import engine_targets, Request, SharedBudget, StreamEngine
+from ..realtime.shared_budget import (engine_targets, mode_margin, Request, SharedBudget,
+                                      StreamEngine)
 
 MiB = 2 ** 20
 # parameters whose change makes a new joint plan (the others only with auto_tune)
@@ -98,8 +99,7 @@ class SharedEngines:
 
     def margin(self, engine: str, q: float = QUANTILE, mode: str = '') -> float:
         """The margin of ``engine``'s plans in ``mode`` ('': all modes; 1.0: none measured)."""
-        m = self.margins(engine, q)
-        return m.get(str(mode), m.get('', 1.0))
+        return mode_margin(self.margins(engine, q), mode)
 
     # -- planning -----------------------------------------------------------------------------
     def affects(self, changed: Sequence[str], values: Mapping[str, Any]) -> bool:
@@ -185,12 +185,12 @@ class SharedEngines:
     def unsatisfied(self, values: Mapping[str, Any]) -> dict[str, str]:
         """Streams whose deadline the configuration in force is predicted to miss, and why."""
         targets = self.stream_targets(values)
+        margins = {e: self.margins(e, values['auto_tune_quantile']) for e in self.detectors}
         out = {}
         for s, e in self.engine_of.items():
             predicted = self.detectors[e].predicted_s
-            if predicted is not None:
-                predicted *= self.margin(e, values['auto_tune_quantile'],
-                                         self.detectors[e].figures().mode)
+            if predicted is not None:   # each engine's margins once, not once per stream
+                predicted *= mode_margin(margins[e], self.detectors[e].figures().mode)
             # a frame may wait for one inference of each stream it takes turns with
             engine = self.engines[e]
             n = (len(self.stream_names) if values['engines_take_turns']
