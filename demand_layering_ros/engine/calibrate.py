@@ -9,6 +9,10 @@ so the model keeps its parts apart instead of smearing one error over all of the
   frame): all of them in preload, most of them in sequential mode;
 - a unit's read time, from sequential frames (its read ran alone);
 - the disk's streaming throughput, from frames that streamed (bytes / the disk's busy time);
+  the disk's speed drifts as a whole, so the read times follow it: they are kept at the
+  profile's streaming speed and scaled by how much that speed moved (a node that streams
+  for an hour still predicts a sequential plan at today's disk: the bench measured the
+  sequential minimum 6-24% slower than predicted, always on the side the disk had drifted);
 - how much slower compute is while reads run, from frames where reads overlapped compute;
 - the time before the first unit.
 
@@ -72,11 +76,15 @@ class Calibrator:
         with self._lock:
             before = self.predict(rec.config)
             self._learn(rec, visits, before)
-            self._pipeline = replace(self._base, read_s=tuple(self._read),
+            self._pipeline = replace(self._base, read_s=tuple(self._read * self._drift()),
                                      compute_s=tuple(self._compute),
                                      prologue_s=self._prologue, stream_bps=self._stream,
                                      compute_contention=self._contention)
             self.frames += 1
+
+    def _drift(self) -> float:
+        """How many times longer a read takes than at the profile's streaming speed."""
+        return self._base.stream_bps / self._stream if self._base.stream_bps > 0 else 1.0
 
     def _learn(self, rec: Record, visits: list[Any], pred: Prediction) -> None:
         a = self.alpha
@@ -91,7 +99,7 @@ class Calibrator:
         mode = rec.config.mode
         if mode == Mode.SEQUENTIAL:
             units = np.array([v.unit for v in visits])
-            read = np.array([v.read_s for v in visits])
+            read = np.array([v.read_s for v in visits]) / self._drift()
             med, ok = self._median('read', read, self._read[units], read > 0)
             # a unit read at several visits moves once, by their mean
             n = np.bincount(units[ok], minlength=len(self._read))

@@ -43,6 +43,32 @@ def test_compute_and_reads_follow_the_machine():
     assert simulate(PROFILE, 'sequential', B).latency_s < 0.8 * seq   # the profile alone: off
 
 
+def streamed(seconds_per_unit: float) -> Record:
+    """A pipelined pass at the profile's compute whose reads streamed at the given speed."""
+    budget = PROFILE.min_budget('pipelined')
+    t, visits = 0.001, []
+    for u, c in enumerate(PROFILE.compute_s):
+        visits.append(Visit(u, t, t, t + c, 0.0))
+        t += c
+    return Record(Config(Mode.PIPELINED, budget, frozenset()), tuple(visits), 4 * B,
+                  4 * seconds_per_unit, t)
+
+
+def test_reads_follow_the_disk_while_only_streaming():
+    """A node that only streams still predicts sequential plans at the disk's speed now."""
+    cal = Calibrator(PROFILE)
+    for _ in range(30):
+        cal.observe(streamed(0.030))                        # the disk got three times slower
+    assert cal.pipeline.stream_bps == pytest.approx(B / 0.030, rel=0.02)
+    assert cal.pipeline.read_s == pytest.approx([0.030] * 4, rel=0.02)
+    seq = cal.predict(Config(Mode.SEQUENTIAL, B, frozenset())).latency_s
+    assert seq == pytest.approx(0.001 + sum(PROFILE.compute_s) + 4 * 0.030, rel=0.02)
+    # then sequential frames measure the reads themselves: learned at today's speed, no more
+    for _ in range(30):
+        cal.observe(timed(Mode.SEQUENTIAL, B, list(PROFILE.compute_s), [0.020] * 4))
+    assert cal.pipeline.read_s == pytest.approx([0.020] * 4, rel=0.02)
+
+
 def test_another_path_through_the_model_is_not_learned_from():
     cal = Calibrator(PROFILE)
     rec = timed(Mode.PRELOAD, 4 * B, [1.0] * 3, [0.0] * 3)   # three visits, not four
