@@ -248,7 +248,9 @@ def test_health_window_is_ok_when_clean():
 
 # -- auto-tune: a simulated machine -----------------------------------------------------------
 # Eight 256 KiB units, each read in 10 ms and computed in 6 ms: I/O-bound, so memory buys speed
-# (the planner's curve: 128 ms sequential in one unit's room ... 48 ms with all eight resident).
+# (the planner's curve: 128 ms sequential in one unit's room, 92 ms streamed at the pipelined
+# minimum, then 82, 72, 62, 56, 52 ... 48 ms with all eight resident). The deadlines below sit
+# 5-7% above a point of it (the tuner aims its p90 at them and the machine jitters by 2%).
 UNIT = 64 * 4096
 MODEL = Pipeline(Layout((UNIT,) * 8, tuple(range(8)), ((),) * 8), (0.010,) * 8, (0.006,) * 8,
                  stream_bps=UNIT / 0.010)
@@ -355,10 +357,10 @@ def settled(reports: list[FrameReport], k: int, deadline_ms: float, speed: float
 
 
 def test_auto_tune_meets_each_new_deadline_within_10_frames_with_the_least_memory():
-    runner, machine, clock, reports, _log = tuned(100.0)
+    runner, machine, clock, reports, _log = tuned(106.0)   # its first plan keeps 10% aside
     drive(runner, clock, 40)
-    settled(reports, 0, 100.0)
-    for deadline_ms in (80.0, 62.0, 100.0, 71.0):
+    settled(reports, 0, 106.0)
+    for deadline_ms in (81.0, 64.0, 106.0, 71.0):
         k = len(reports)
         runner.update(runner.settings.with_(deadline_ms=deadline_ms))
         drive(runner, clock, 60)
@@ -371,18 +373,18 @@ def test_auto_tune_meets_each_new_deadline_within_10_frames_with_the_least_memor
 def test_auto_tune_follows_a_slower_machine_within_10_frames_and_holds():
     # The tuner notices from its last eight frames (five after a re-plan) and the calibrated
     # model, which both lag a step change: over 100 seeds of the jitter its p90 meets the
-    # deadline again by frame k + 2 in every case, the configuration is final by k + 10 in 99
-    # and by k + 13 in all; in one a second correction ends at 1.16x the least memory, which
-    # `settled` rejects (the calibrated model was still rising while the ratios measured
-    # against it were counted). This test runs seed 0.
-    runner, machine, clock, reports, _log = tuned(68.0)
+    # deadline again by frame k + 2 in every case and every seed ends at the least memory; the
+    # configuration is final by k + 10 in 93 and by k + 20 in all (in the other 7 the first
+    # re-plan keeps the configuration, which the calibrated model, still rising, says is just
+    # fast enough: 20% more compute makes it 6% slower here). This test runs seed 0.
+    runner, machine, clock, reports, _log = tuned(71.0)
     drive(runner, clock, 40)
-    settled(reports, 0, 68.0)
+    settled(reports, 0, 71.0)
     before = reports[-1].budget_bytes
     k = len(reports)
     machine.speed = 1.2   # compute 20% slower from now on
     drive(runner, clock, 80)
-    settled(reports, k, 68.0, speed=1.2)
+    settled(reports, k, 71.0, speed=1.2)
     assert reports[-1].budget_bytes > before   # it bought the speed with memory
 
 

@@ -4,7 +4,7 @@
 import pytest
 
 from demand_layering_ros.engine import planner
-from demand_layering_ros.engine.policy import Layout
+from demand_layering_ros.engine.policy import IOSettings, Layout
 from demand_layering_ros.engine.simulate import Pipeline, simulate
 
 B = 4096  # every unit is one page: units are page multiples in real stores
@@ -67,12 +67,27 @@ def test_parent_held_while_children_run():
 
 
 def test_stream_bandwidth_and_handoff_in_the_pipeline():
-    slow = pipe([1, 1, 1], [1, 1, 1], stream_bps=B / 2, handoff_s=0.5)
+    slow = pipe([1, 1, 1], [1, 1, 1], stream_bps=B / 2, handoff_s=0.5,
+                io=IOSettings(queue_depth=1))
     # streaming reads take 2: 0-2, 2-4, then 4-6 once unit 0 is released; each ready
     # 0.5 after its read: computes 2.5-3.5, 4.5-5.5, 6.5-7.5
     assert simulate(slow, 'pipelined', 2 * B).latency_s == 7.5
     # sequential reads are timed alone (read_s): hand-off only
     assert simulate(slow, 'sequential', B).latency_s == 7.5
+
+
+def test_requests_in_flight_share_the_stream():
+    # two in flight: reads 0 and 1 share the disk 0-4 (each alone would take 2); unit 0
+    # computes 4.5-5.5; read 2 has the disk to itself 5.5-7.5 beside unit 1's compute
+    # (5.5-6.5); unit 2 computes 8-9
+    shared = pipe([1, 1, 1], [1, 1, 1], stream_bps=B / 2, handoff_s=0.5,
+                  io=IOSettings(queue_depth=2))
+    pred = simulate(shared, 'pipelined', 2 * B)
+    assert pred.latency_s == 9.0
+    assert pred.stall_s == (4.5, 0.0, 1.5)
+    assert pred.overlap_s == (0.0, 1.0, 0.0)
+    # read_s are times of a unit read alone: those reads are replayed one at a time
+    assert simulate(shared, 'sequential', B).latency_s == 7.5
 
 
 def test_plan_for_budget_keeps_resident_what_cannot_hide():
