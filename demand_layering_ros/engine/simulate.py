@@ -8,8 +8,8 @@ previous compute ended and its load is ready; compute is slower while reads over
 
 Streaming, the reader threads keep up to ``queue_depth`` requests in flight and the disk shares
 its throughput among them (the streaming throughput is what they get together). So the read
-compute waits for finishes later than it would alone: a read-ahead request taken beside it
-takes half the disk. Replaying the executor's own frames (resnet152 at the pipelined minimum,
+compute waits for finishes later than it would alone: the read-ahead requests taken beside
+it take their shares of the disk. Replaying the executor's own frames (resnet152 at the pipelined minimum,
 four requests in flight) with the disk served one request at a time gave half the stalls they
 had (37 against 73 ms a frame) although every request started when the executor's did.
 """
@@ -155,9 +155,9 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
 class _Disk:
     """Requests taken first to last, up to ``depth`` in flight sharing the disk equally.
 
-    A request's work is the seconds it takes with the disk to itself; ``depth`` requests in
-    flight each progress at 1 / ``depth`` of that pace, so the disk does one second of work a
-    second whenever it has any.
+    A request's work is the seconds it takes with the disk to itself; with k requests in
+    flight each progresses at 1 / k of that pace, so the disk does one second of work a second
+    whenever it has any.
     """
 
     def __init__(self, depth: int, requests: int) -> None:
