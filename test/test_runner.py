@@ -468,6 +468,26 @@ def test_the_time_outside_inference_comes_off_at_the_quantile_auto_tune_aims():
     assert at[0.99] == pytest.approx((0.5 - 0.0455) / (1 + TOLERANCE), rel=1e-3)
 
 
+def test_the_outside_quantile_is_taken_over_the_frames_it_needs():
+    runner = FrameRunner(convert=lambda m, s: RGB, publish=lambda m, d: None,
+                         clock_ns=FakeClock().ns, reporter=Log())
+
+    def frames(slow_at: set[int], n: int) -> None:   # 10 ms outside inference, 60 ms when slow
+        for k in range(n):
+            runner.tuning.after_frame(Settings(), None, 0.1,
+                                      110.0 + (50.0 if k in slow_at else 0.0), 0.1, 0.1)
+
+    def target(q: float) -> float:
+        return runner.tuning.target_s(Settings(deadline_ms=500.0, auto_tune_quantile=q))
+
+    frames({185}, 200)   # one slow frame in the last 200 (half a percent), among the last 30
+    usual = 0.49 / (1 + TOLERANCE)
+    assert target(0.99) == pytest.approx(usual, rel=1e-3)   # rarer than 1%: not the p99
+    assert target(0.9) == pytest.approx(usual, rel=1e-3)    # 1 in the last 30
+    frames({0, 1}, 2)    # three in 200 (1.5%): now the 99th percentile is a slow frame's
+    assert target(0.99) < 0.45
+
+
 class BlockingTuner(AutoTuner):
     """Planning that takes as long as the test wants; counts the frames it judged."""
 

@@ -48,6 +48,14 @@ HOLDOFF = 60        # frames after a re-plan for speed before memory may be give
 #                     machine that just proved slower is not trusted with less at once)
 
 
+def frames_for(q: float) -> int:
+    """Frames a quantile ``q`` is judged over: where its share 1 - q of slow frames shows twice.
+
+    Fewer, and one slow frame is the quantile (20 frames at 0.9, 200 at 0.99, 2000 at 0.999).
+    """
+    return round(2 / (1 - q))
+
+
 @dataclass
 class TunerState:
     """What the tuner decided last (for diagnostics)."""
@@ -135,7 +143,7 @@ class AutoTuner:
         allowed = 1 - self.quantile
         slow = st.met and (model * self.ratio(plan.mode, SLOW, recent=recent)
                            > st.target_s * (1 + TOLERANCE)
-                           or (self._judged >= max(2 * WINDOW, round(2 / allowed))
+                           or (self._judged >= max(2 * WINDOW, frames_for(self.quantile))
                                and self._over > 2 * allowed * self._judged))
         # memory to spare: nearly every recent frame is fast, and the planner's correction
         # (which a stalling machine keeps high) agrees, or the plan would be the same one

@@ -26,7 +26,7 @@ from typing import Callable, TYPE_CHECKING
 
 import numpy as np
 
-from .auto_tune import TOLERANCE
+from .auto_tune import frames_for, TOLERANCE
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 MiB = 2 ** 20
 WINDOW = 30          # frames whose outside time and clock rate the target is computed from
+#                      (the outside time over more where the quantile needs them)
+OUTSIDE_KEPT = 2000  # outside times kept: frames_for(0.999), the highest quantile allowed
 NO_FRAMES_SHARE = 0.1  # before any frame: this share of the deadline is kept for the rest
 
 
@@ -68,7 +70,7 @@ class TuningLoop:
         self._wanted = threading.Event()           # a re-plan is due
         self._tuner_lock = threading.Lock()        # the tuner's state: planning vs judging
         self._plan_lock = threading.Lock()         # tuner and in_force change together
-        self._outside_ms: deque[float] = deque(maxlen=WINDOW)
+        self._outside_ms: deque[float] = deque(maxlen=OUTSIDE_KEPT)
         self._clock: deque[tuple[float, float]] = deque(maxlen=WINDOW)  # (node s, wall s)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -168,8 +170,13 @@ class TuningLoop:
         that, so the edge of its band is the deadline itself, not 2% past it.
         """
         deadline_ms = s.deadline_ms
-        outside = (float(np.quantile(list(self._outside_ms), s.auto_tune_quantile))
-                   if self._outside_ms
+        q = s.auto_tune_quantile
+        # over the last WINDOW frames, or as many as the quantile needs: over 30 frames a 99th
+        # percentile is the slowest one, so one frame that waited long moved the target for 30
+        # frames (in a bench --streams run at 0.99 the target fell from 421 to 314 ms for
+        # about 30 frames, and that plan was called infeasible)
+        recent = list(self._outside_ms)[-max(WINDOW, frames_for(q)):]
+        outside = (float(np.quantile(recent, q)) if recent
                    else NO_FRAMES_SHARE * deadline_ms)
         wall_s = (deadline_ms - outside) / 1e3 / self.clock_rate()
         return max(1e-3, wall_s / (1 + TOLERANCE))
