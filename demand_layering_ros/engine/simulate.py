@@ -9,9 +9,10 @@ previous compute ended and its load is ready; compute is slower while reads over
 Streaming, the reader threads keep up to ``queue_depth`` requests in flight and the disk shares
 its throughput among them (the streaming throughput is what they get together). So the read
 compute waits for finishes later than it would alone: the read-ahead requests taken beside
-it take their shares of the disk. Replaying the executor's own frames (resnet152 at the pipelined minimum,
-four requests in flight) with the disk served one request at a time gave half the stalls they
-had (37 against 73 ms a frame) although every request started when the executor's did.
+it take their shares of the disk. Replaying the executor's own frames (resnet152 at the
+pipelined minimum, four requests in flight) with the disk served one request at a time gave
+half the stalls they had (37 against 73 ms a frame) although every request started when the
+executor's did.
 """
 
 from __future__ import annotations
