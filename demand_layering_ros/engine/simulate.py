@@ -165,12 +165,14 @@ class _Disk:
         self.depth = depth
         self.now = 0.0
         self.waiting: deque[tuple[float, int, float]] = deque()  # (arrival, request, work)
+        self.waiting_work = 0.0                                  # their work, summed
         self.flight: dict[int, float] = {}                       # request -> work left
         self.done: list[float | None] = [None] * requests
 
     def submit(self, at: float, i: int, work: float) -> None:
         """Request ``i`` may be taken from ``at`` on (after every request submitted before)."""
         self.waiting.append((at, i, work))
+        self.waiting_work += work
 
     def finish(self, i: int) -> float:
         """When request ``i`` (submitted) is done."""
@@ -179,15 +181,16 @@ class _Disk:
         return self.done[i]
 
     def backlog(self, at: float) -> float:
-        """Seconds of work left at ``at`` in what was submitted by then (reads still running)."""
+        """Seconds of work left at ``at`` (reads still running), everything submitted by then."""
         while self.now < at and (self.flight or self.waiting):
             self._step(at)
-        return sum(self.flight.values()) + sum(w for a, _, w in self.waiting if a <= at)
+        return sum(self.flight.values()) + self.waiting_work
 
     def _step(self, until: float) -> None:
         """Take what may be taken, then run to the next completion, arrival or ``until``."""
         while self.waiting and len(self.flight) < self.depth and self.waiting[0][0] <= self.now:
             _, i, work = self.waiting.popleft()
+            self.waiting_work -= work
             self.flight[i] = work
         arrival = (self.waiting[0][0] if self.waiting and len(self.flight) < self.depth
                    else float('inf'))

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 MiB = 2 ** 20
 WINDOW = 30          # frames whose outside time and clock rate the target is computed from
 #                      (the outside time over more where the quantile needs them)
-OUTSIDE_KEPT = 2000  # outside times kept: frames_for(0.999), the highest quantile allowed
+OUTSIDE_KEPT = frames_for(0.999)  # outside times kept: for the highest auto_tune_quantile
 NO_FRAMES_SHARE = 0.1  # before any frame: this share of the deadline is kept for the rest
 
 
