@@ -57,9 +57,10 @@ def add_parser(sub: Any) -> None:
     b.add_argument('--configs', nargs='+', default=None, help='subset of configurations')
     b.add_argument('--device', default='cpu')
     b.add_argument('--threads', type=int, default=2)
-    b.add_argument('--calibrate', type=int, default=8, help='frames at the pipelined minimum '
-                   'that calibrate the model before each configuration (its prediction is made '
-                   'then, before any frame of the configuration runs)')
+    b.add_argument('--calibrate', type=int, default=8, help='frames (taking turns at the '
+                   'sequential and the pipelined minimum) that calibrate the model before each '
+                   'configuration (its prediction is made then, before any frame of the '
+                   'configuration runs)')
     b.add_argument('--curve-points', type=int, default=3,
                    help='extra measured points along the planner curve')
     from . import bench_streams   # --streams: two cameras in one node vs two nodes

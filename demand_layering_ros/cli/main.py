@@ -85,8 +85,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _calibrated_prediction(args: argparse.Namespace, dl: Any, x: tuple) -> None:
     """Read with the profile's I/O settings; with ``--calibrate N``, predict like a node would.
 
-    N inferences at the pipelined minimum (not the configuration being measured) feed the
-    calibrator; its prediction for the requested configuration is printed before any frame of
+    N inferences feed the calibrator, taking turns at the sequential and the pipelined minimum
+    (not the configuration being measured): a sequential frame times each visit's compute and
+    each read alone, a pipelined one the disk's streaming speed and how much reads slow
+    compute. Its prediction for the requested configuration is printed before any frame of
     that configuration runs, next to the profile's own.
     """
     from ..engine.calibrate import Calibrator
@@ -98,8 +100,9 @@ def _calibrated_prediction(args: argparse.Namespace, dl: Any, x: tuple) -> None:
     before = cal.predict(target).latency_s
     if args.calibrate:
         dl.observe(cal.observe)
-        dl.reconfigure(mode='pipelined', budget_bytes=dl.min_budget('pipelined'), resident=())
-        for _ in range(args.calibrate):
+        for i in range(args.calibrate):
+            mode = ('sequential', 'pipelined')[i % 2]
+            dl.reconfigure(mode=mode, budget_bytes=dl.min_budget(mode), resident=())
             dl(*x)
         dl.reconfigure(mode=target.mode, budget_bytes=target.budget_bytes,
                        resident=target.resident, prefetch_depth=target.prefetch_depth)
@@ -164,7 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--profile', help="the store's profile: read with its I/O settings and print "
                    'its prediction for the configuration')
     r.add_argument('--calibrate', type=int, default=0, help='with --profile: first run N '
-                   'frames at the pipelined minimum and predict from the calibrated model')
+                   'frames, taking turns at the sequential and the pipelined minimum, and '
+                   'predict from the calibrated model')
     r.set_defaults(func=cmd_run)
 
     pr = sub.add_parser('profile', help='measure read and compute times of a store (JSON next '

@@ -7,7 +7,8 @@ so the model keeps its parts apart instead of smearing one error over all of the
 
 - a visit's compute time, from visits no read overlapped (by the simulator's account of this
   frame): all of them in preload, most of them in sequential mode;
-- a unit's read time, from sequential frames (its read ran alone);
+- a unit's read time, from sequential frames (its read ran alone), and the hand-off from a
+  read's end to the compute that waited for it (their median);
 - the disk's streaming throughput, from frames that streamed (bytes / the disk's busy time);
   the disk's speed drifts as a whole, so the read times follow it: they are kept at the
   profile's streaming speed and scaled by how much that speed moved (a node that streams
@@ -16,11 +17,13 @@ so the model keeps its parts apart instead of smearing one error over all of the
 - how much slower compute is while reads run, from frames where reads overlapped compute;
 - the time before the first unit.
 
-Each is an exponentially weighted mean (weight ``alpha`` for the new value) of the median of
-its last ``MEDIAN_OF`` measurements, so predictions follow thermal throttling, other processes
-and disk drift, and one slow frame (the VM stalled, another process took the core) moves
-nothing. What the model still does not explain is left to the auto-tuner, which keeps
-measured / predicted over recent frames.
+Each is a running mean of the median of its last ``MEDIAN_OF`` measurements, so one slow frame
+(the VM stalled, another process took the core) moves nothing. The mean starts as the plain
+mean of those medians (a stale profile gives way within a few frames: the profile's compute
+was 20-45% off the machine minutes later in the bench) and becomes an exponentially weighted
+one (weight ``alpha`` for the new value) once it has ``1 / alpha`` of them, so predictions
+follow thermal throttling, other processes and disk drift. What the model still does not
+explain is left to the auto-tuner, which keeps measured / predicted over recent frames.
 """
 
 from __future__ import annotations
@@ -51,10 +54,12 @@ class Calibrator:
         self._compute = np.array(pipeline.compute_s, dtype=float)
         self._read = np.array(pipeline.read_s, dtype=float)
         self._prologue = pipeline.prologue_s
+        self._handoff = pipeline.handoff_s
         self._stream = pipeline.stream_bps
         self._contention = pipeline.compute_contention
         self._pipeline = pipeline
         self._recent: dict[str, deque[np.ndarray]] = {}
+        self._count: dict[str, np.ndarray] = {}   # per figure and entry: measurements so far
         self.frames = 0
 
     @property
@@ -78,7 +83,8 @@ class Calibrator:
             self._learn(rec, visits, before)
             self._pipeline = replace(self._base, read_s=tuple(self._read * self._drift()),
                                      compute_s=tuple(self._compute),
-                                     prologue_s=self._prologue, stream_bps=self._stream,
+                                     prologue_s=self._prologue, handoff_s=self._handoff,
+                                     stream_bps=self._stream,
                                      compute_contention=self._contention)
             self.frames += 1
 
@@ -87,52 +93,63 @@ class Calibrator:
         return self._base.stream_bps / self._stream if self._base.stream_bps > 0 else 1.0
 
     def _learn(self, rec: Record, visits: list[Any], pred: Prediction) -> None:
-        a = self.alpha
-        self._prologue += a * (self._median1('prologue', visits[0].entered, self._prologue)
-                               - self._prologue)
+        med, w = self._median1('prologue', visits[0].entered, self._prologue)
+        self._prologue += w * (med - self._prologue)
         # a visit that waited for its unit also woke the compute threads (see simulate)
         woke = np.array(pred.stall_s) > 0
         measured = np.array([v.done - v.ready for v in visits]) - self._base.wake_s * woke
         alone = np.array(pred.overlap_s) <= 0.0
-        med, ok = self._median('compute', measured, self._compute, alone)
-        self._compute[ok] += a * (med[ok] - self._compute[ok])
+        med, w = self._median('compute', measured, self._compute, alone)
+        self._compute += w * (med - self._compute)
         mode = rec.config.mode
         if mode == Mode.SEQUENTIAL:
             units = np.array([v.unit for v in visits])
             read = np.array([v.read_s for v in visits]) / self._drift()
-            med, ok = self._median('read', read, self._read[units], read > 0)
-            # a unit read at several visits moves once, by their mean
-            n = np.bincount(units[ok], minlength=len(self._read))
-            mean = np.bincount(units[ok], med[ok], minlength=len(self._read)) / np.maximum(n, 1)
-            self._read[n > 0] += a * (mean[n > 0] - self._read[n > 0])
+            # a unit read at several visits: the mean of their reads
+            n = np.bincount(units, read > 0, minlength=len(self._read))
+            mean = np.bincount(units, np.where(read > 0, read, 0.0),
+                               minlength=len(self._read)) / np.maximum(n, 1)
+            med, w = self._median('read', mean, self._read, n > 0)
+            self._read += w * (med - self._read)
+            handoff = [v.handoff_s for v in visits if v.read_s > 0]
+            if handoff:
+                med, w = self._median1('handoff', max(0.0, float(np.median(handoff))),
+                                       self._handoff)
+                self._handoff += w * (med - self._handoff)
         if rec.bytes_read and rec.read_seconds > 0 and mode == Mode.PIPELINED:
-            self._stream += a * (self._median1('stream', rec.bytes_read / rec.read_seconds,
-                                               self._stream) - self._stream)
+            med, w = self._median1('stream', rec.bytes_read / rec.read_seconds, self._stream)
+            self._stream += w * (med - self._stream)
         overlap = float(np.sum(pred.overlap_s))
         if mode == Mode.PIPELINED and overlap >= MIN_OVERLAP_S:
             over = ~alone
             extra = float(np.sum(measured[over]) - np.sum(self._compute[over]))
-            observed = max(1.0, 1.0 + extra / overlap)
-            self._contention += a * (self._median1('contention', observed, self._contention)
-                                     - self._contention)
+            med, w = self._median1('contention', max(1.0, 1.0 + extra / overlap),
+                                   self._contention)
+            self._contention += w * (med - self._contention)
 
     def _median(self, figure: str, values: np.ndarray, current: np.ndarray,
                 measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per entry, the median of its last MEDIAN_OF measurements, this frame's included.
+        """Per entry, the median of its last MEDIAN_OF measurements and the weight to fold it in.
 
-        Where an entry was not measured (in an earlier frame, or before there were MEDIAN_OF
-        frames) its figure as it is stands in, so one stalled frame moves nothing even then.
-        ``measured``: the entries this frame measured; returned with the medians, less any
-        that are not finite.
+        Where an entry has fewer than MEDIAN_OF measurements its figure as it is stands in for
+        the missing ones, so one stalled frame moves nothing even then. The weight is 0 where
+        this frame did not measure the entry (or measured something not finite), 1 / (n - 1)
+        at its n-th measurement (the mean of its medians: the first one is the figure itself)
+        and ``alpha`` once that is less.
         """
         measured = measured & np.isfinite(values)
+        if not measured.any():
+            return current, np.zeros(len(values))
         recent = self._recent.setdefault(figure, deque(maxlen=MEDIAN_OF))
         recent.append(np.where(measured, values, np.nan))
         rows = np.stack([*recent] + [np.full(len(values), np.nan)] * (MEDIAN_OF - len(recent)))
-        return np.median(np.where(np.isnan(rows), current, rows), axis=0), measured
+        count = self._count.setdefault(figure, np.zeros(len(values)))
+        count += measured
+        weight = np.maximum(self.alpha, 1.0 / np.maximum(count - 1, 1)) * measured
+        return np.median(np.where(np.isnan(rows), current, rows), axis=0), weight
 
-    def _median1(self, figure: str, value: float, current: float) -> float:
+    def _median1(self, figure: str, value: float, current: float) -> tuple[float, float]:
         """:meth:`_median` of one figure."""
-        med, ok = self._median(figure, np.array([value], dtype=float), np.array([current]),
-                               np.array([True]))
-        return float(med[0]) if ok[0] else current
+        med, w = self._median(figure, np.array([value], dtype=float), np.array([current]),
+                              np.array([True]))
+        return float(med[0]), float(w[0])

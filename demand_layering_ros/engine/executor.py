@@ -53,6 +53,11 @@ class Visit(NamedTuple):
     done: float        # the next unit was reached (or the pass ended): its compute ended
     read_s: float      # how long its load's read took (0: resident or already loaded)
 
+    @property
+    def handoff_s(self) -> float:
+        """From its read's end to its compute's start (for a visit that waited for its read)."""
+        return self.ready - self.entered - self.read_s
+
 
 @dataclass
 class _Run:

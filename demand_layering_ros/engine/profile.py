@@ -287,7 +287,7 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
                     / max(1, sum(len(r) * units[u].nbytes for u, r in enumerate(reads))))
     read_s = tuple(statistics.median(r) if r else units[u].nbytes * sec_per_byte
                    for u, r in enumerate(reads))
-    handoff = [v.ready - v.entered - v.read_s for tr in traces for v in tr if v.read_s > 0]
+    handoff = [v.handoff_s for tr in traces for v in tr if v.read_s > 0]
     compute_s = tuple(statistics.median(c) for c in compute)
     streamed = after['bytes_read'] - before['bytes_read']
     busy = after['read_seconds'] - before['read_seconds']
