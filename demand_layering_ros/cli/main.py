@@ -88,8 +88,8 @@ def _calibrated_prediction(args: argparse.Namespace, dl: Any, x: tuple) -> None:
     N inferences feed the calibrator, taking turns at the sequential and the pipelined minimum
     (not the configuration being measured): a sequential frame times each visit's compute and
     each read alone, a pipelined one the disk's streaming speed and how much reads slow
-    compute. Its prediction for the requested configuration is printed before any frame of
-    that configuration runs, next to the profile's own.
+    compute; each follows a reconfiguration. Its prediction for the requested configuration is
+    printed before any frame of that configuration runs, next to the profile's own.
     """
     from ..engine.calibrate import Calibrator
     from ..engine.profile import Profile
@@ -100,10 +100,12 @@ def _calibrated_prediction(args: argparse.Namespace, dl: Any, x: tuple) -> None:
     before = cal.predict(target).latency_s
     if args.calibrate:
         dl.observe(cal.observe)
+        every, dl.record_every = dl.record_every, 1   # CUDA records every tenth frame
         for i in range(args.calibrate):
             mode = ('sequential', 'pipelined')[i % 2]
             dl.reconfigure(mode=mode, budget_bytes=dl.min_budget(mode), resident=())
             dl(*x)
+        dl.record_every = every
         dl.reconfigure(mode=target.mode, budget_bytes=target.budget_bytes,
                        resident=target.resident, prefetch_depth=target.prefetch_depth)
     print(json.dumps({'prediction': {'profile_ms': before * 1e3,

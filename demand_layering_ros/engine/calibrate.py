@@ -17,18 +17,18 @@ so the model keeps its parts apart instead of smearing one error over all of the
 - how much slower compute is while reads run, from frames where reads overlapped compute;
 - the time before the first unit.
 
-Each is a running mean of the median of its last ``MEDIAN_OF`` measurements, so one slow frame
-(the VM stalled, another process took the core) moves nothing. The mean starts as the plain
-mean of those medians (a stale profile gives way within a few frames: the profile's compute
-was 20-45% off the machine minutes later in the bench) and becomes an exponentially weighted
-one (weight ``alpha`` for the new value) once it has ``1 / alpha`` of them, so predictions
-follow thermal throttling, other processes and disk drift. What the model still does not
-explain is left to the auto-tuner, which keeps measured / predicted over recent frames.
+Each (per visit, per unit) is a running mean of the median of its own last ``MEDIAN_OF``
+measurements, so one slow frame (the VM stalled, another process took the core) moves nothing.
+The mean starts as the plain mean of those medians (a stale profile gives way within a few
+frames: the profile's compute was 20-45% off the machine minutes later in the bench) and
+becomes an exponentially weighted one (weight ``alpha`` for the new median) once the plain
+mean would weigh a new median less, so predictions follow thermal throttling, other processes
+and disk drift. What the model still does not explain is left to the auto-tuner, which keeps
+measured / predicted over recent frames.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import replace
 import threading
 from typing import Any
@@ -58,8 +58,9 @@ class Calibrator:
         self._stream = pipeline.stream_bps
         self._contention = pipeline.compute_contention
         self._pipeline = pipeline
-        self._recent: dict[str, deque[np.ndarray]] = {}
-        self._count: dict[str, np.ndarray] = {}   # per figure and entry: measurements so far
+        # per figure and entry: its last MEDIAN_OF measurements, and how many there were
+        self._history: dict[str, np.ndarray] = {}
+        self._count: dict[str, np.ndarray] = {}
         self.frames = 0
 
     @property
@@ -113,7 +114,7 @@ class Calibrator:
             self._read += w * (med - self._read)
             handoff = [v.handoff_s for v in visits if v.read_s > 0]
             if handoff:
-                med, w = self._median1('handoff', max(0.0, float(np.median(handoff))),
+                med, w = self._median1('handoff', float(np.maximum(0.0, np.median(handoff))),
                                        self._handoff)
                 self._handoff += w * (med - self._handoff)
         if rec.bytes_read and rec.read_seconds > 0 and mode == Mode.PIPELINED:
@@ -123,7 +124,7 @@ class Calibrator:
         if mode == Mode.PIPELINED and overlap >= MIN_OVERLAP_S:
             over = ~alone
             extra = float(np.sum(measured[over]) - np.sum(self._compute[over]))
-            med, w = self._median1('contention', max(1.0, 1.0 + extra / overlap),
+            med, w = self._median1('contention', float(np.maximum(1.0, 1.0 + extra / overlap)),
                                    self._contention)
             self._contention += w * (med - self._contention)
 
@@ -131,22 +132,22 @@ class Calibrator:
                 measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per entry, the median of its last MEDIAN_OF measurements and the weight to fold it in.
 
-        Where an entry has fewer than MEDIAN_OF measurements its figure as it is stands in for
-        the missing ones, so one stalled frame moves nothing even then. The weight is 0 where
-        this frame did not measure the entry (or measured something not finite), 1 / (n - 1)
-        at its n-th measurement (the mean of its medians: the first one is the figure itself)
-        and ``alpha`` once that is less.
+        Each entry keeps its own last measurements (a frame that measures some entries does
+        not push the others' out). Where an entry has fewer than MEDIAN_OF, its figure as it
+        is stands in for the missing ones, so one stalled frame moves nothing even then. The
+        weight is 0 where this frame did not measure the entry (or measured something not
+        finite), 1 / (n - 1) at its n-th measurement (from the second on, the figure is the
+        plain mean of its medians; the first median is the figure itself) and ``alpha`` once
+        that is less.
         """
         measured = measured & np.isfinite(values)
-        if not measured.any():
-            return current, np.zeros(len(values))
-        recent = self._recent.setdefault(figure, deque(maxlen=MEDIAN_OF))
-        recent.append(np.where(measured, values, np.nan))
-        rows = np.stack([*recent] + [np.full(len(values), np.nan)] * (MEDIAN_OF - len(recent)))
-        count = self._count.setdefault(figure, np.zeros(len(values)))
+        history = self._history.setdefault(figure, np.full((MEDIAN_OF, len(values)), np.nan))
+        count = self._count.setdefault(figure, np.zeros(len(values), dtype=int))
+        entries = np.flatnonzero(measured)
+        history[count[entries] % MEDIAN_OF, entries] = values[entries]
         count += measured
         weight = np.maximum(self.alpha, 1.0 / np.maximum(count - 1, 1)) * measured
-        return np.median(np.where(np.isnan(rows), current, rows), axis=0), weight
+        return np.median(np.where(np.isnan(history), current, history), axis=0), weight
 
     def _median1(self, figure: str, value: float, current: float) -> tuple[float, float]:
         """:meth:`_median` of one figure."""

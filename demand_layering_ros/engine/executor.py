@@ -55,7 +55,12 @@ class Visit(NamedTuple):
 
     @property
     def handoff_s(self) -> float:
-        """From its read's end to its compute's start (for a visit that waited for its read)."""
+        """From its read's end to its compute's start.
+
+        Meaningful where the read started as the visit was entered and ran alone (sequential
+        mode). On CUDA ``entered`` and ``ready`` are event times on the compute stream, the
+        read a host time.
+        """
         return self.ready - self.entered - self.read_s
 
 

@@ -1,6 +1,9 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """Calibration: measured inferences move the model's figures to what the machine does."""
 
+from dataclasses import replace
+import math
+
 import pytest
 
 from demand_layering_ros.engine import DemandLayeredModel, empty_weights, LayerStore
@@ -72,11 +75,11 @@ def test_the_hand_off_after_a_read_is_learned_from_sequential_frames():
     assert seq == pytest.approx(simulate(PROFILE, 'sequential', B).latency_s + 4 * 0.002)
 
 
-def streamed(seconds_per_unit: float) -> Record:
-    """A pipelined pass at the profile's compute whose reads streamed at the given speed."""
+def streamed(seconds_per_unit: float, compute: tuple[float, ...] = PROFILE.compute_s) -> Record:
+    """A pipelined pass at the minimum whose reads streamed at the given speed."""
     budget = PROFILE.min_budget('pipelined')
     t, visits = 0.001, []
-    for u, c in enumerate(PROFILE.compute_s):
+    for u, c in enumerate(compute):
         visits.append(Visit(u, t, t, t + c, 0.0))
         t += c
     return Record(Config(Mode.PIPELINED, budget, frozenset()), tuple(visits), 4 * B,
@@ -96,6 +99,41 @@ def test_reads_follow_the_disk_while_only_streaming():
     for _ in range(30):
         cal.observe(timed(Mode.SEQUENTIAL, B, list(PROFILE.compute_s), [0.020] * 4))
     assert cal.pipeline.read_s == pytest.approx([0.020] * 4, rel=0.02)
+
+
+def test_each_entry_keeps_its_own_last_measurements():
+    """Visits measured in one frame of three still move: the others' frames push nothing out.
+
+    At the pipelined minimum only the first and last visits run with no read beside them
+    (the simulator's account), so the middle two learn compute from sequential frames only.
+    """
+    slower = tuple(1.3 * c for c in PROFILE.compute_s)
+    assert simulate(PROFILE, 'pipelined', PROFILE.min_budget('pipelined')).overlap_s[1] > 0
+    cal = Calibrator(PROFILE)
+    for _ in range(3):
+        cal.observe(timed(Mode.SEQUENTIAL, B, list(slower), list(PROFILE.read_s)))
+        for _ in range(2):
+            cal.observe(streamed(0.010, slower))
+    assert cal.pipeline.compute_s == pytest.approx(slower)
+
+
+def test_a_time_that_is_not_a_number_is_not_learned():
+    """A NaN in a record (a broken clock) reaches no figure, not even through a clamp."""
+    profile = replace(PROFILE, handoff_s=0.001, compute_contention=1.2)
+    cal = Calibrator(profile)
+
+    def broken(rec: Record) -> Record:
+        visits = list(rec.visits)
+        visits[1] = visits[1]._replace(ready=float('nan'), done=float('nan'))
+        return rec._replace(visits=tuple(visits))
+    for _ in range(3):
+        cal.observe(broken(streamed(0.030)))
+        cal.observe(broken(timed(Mode.SEQUENTIAL, B, list(PROFILE.compute_s),
+                                 list(PROFILE.read_s))))
+    p = cal.pipeline
+    assert all(math.isfinite(f) for f in [*p.compute_s, *p.read_s, p.stream_bps])
+    assert p.handoff_s == profile.handoff_s
+    assert p.compute_contention == profile.compute_contention
 
 
 def test_another_path_through_the_model_is_not_learned_from():
