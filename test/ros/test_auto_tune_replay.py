@@ -11,7 +11,9 @@ and reads every processed frame from ``~/frame_stats``:
 2. a deadline 10% above the predicted p99 of that plan (as the node reports it) plus the
    time outside inference at its worst: from frame k + 10 on the deadline is met at p90, the
    configuration holds for 30 frames (one late correction at most, never back to a
-   configuration it left), the one reached uses <= 1.1 x the weight memory the curve needs
+   configuration it left; where that correction followed the machine, whose frames at the
+   configuration held had slowed by more than 10%, the deadline is judged from 10 frames
+   after it), the one reached uses <= 1.1 x the weight memory the curve needs
    for the deadline (the profile saved next to the store + the planner); the misses are
    printed (a miss rate is a timing figure, measured over long runs, not asserted here);
 3. a deadline between what the whole model and the minimum achieve on this machine as it
@@ -135,6 +137,25 @@ def first_config(frames: list[dict]) -> list[dict]:
     return frames[:ahead[0] if ahead else len(frames)]
 
 
+def followed_the_machine(frames: list[dict]) -> int | None:
+    """The frame of a late change that followed the machine, or None.
+
+    A late change (after frame SETTLE) follows the machine where the configuration held until
+    then ran more than 10% slower in its last 5 frames than in its first 5 after SETTLE (in
+    CI: the minimum at 300-340 ms, then 390-450, then one of 680 ms, before the tuner bought
+    speed with memory). The issue asks for that too: a configuration that meets the deadline
+    within SETTLE frames of a change in the machine's speed.
+    """
+    late = [i for i in range(SETTLE + 1, len(frames))
+            if frames[i]['budget_bytes'] != frames[i - 1]['budget_bytes']]
+    if not late:
+        return None
+    held = [f['inference_ms'] for f in frames[SETTLE:late[0]]]
+    if len(held) < 10 or np.median(held[-5:]) <= 1.1 * np.median(held[:5]):
+        return None
+    return late[0]
+
+
 def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
     live = LiveNode(str(store), MODEL, '-p', 'use_sim_time:=true', '-p', 'auto_tune:=true',
                     '-p', 'deadline_ms:=4000.0', '-p', 'input_transport:=compressed',
@@ -167,7 +188,14 @@ def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
             assert live.set_params(deadline_ms=deadline_ms)[0].successful
             got = run(n, f'frames at {deadline_ms:.0f} ms')
             after = got[SETTLE:]
-            latency = [f['latency_ms'] for f in valid(after)]
+            followed = followed_the_machine(got)
+            if followed is not None:   # judged from SETTLE frames after it followed, 20 frames
+                more = max(0, followed + SETTLE + 20 - len(got))
+                got = got + run(more, 'frames after the tuner followed the machine')
+                print(f'the machine slowed at an unchanged configuration; the tuner followed '
+                      f'at frame k+{followed}: met judged from frame k+{followed + SETTLE}')
+            judge = got[SETTLE if followed is None else followed + SETTLE:]
+            latency = [f['latency_ms'] for f in valid(judge)]
             met = float(np.quantile(latency, judged))
             configs = [(f['mode'], f['budget_bytes']) for f in after[:HOLD]]
             visited = [c for i, c in enumerate(configs) if i == 0 or c != configs[i - 1]]
@@ -175,7 +203,7 @@ def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
             needs = 'more than it has' if least is None else f'{least / MiB:.1f} MiB'
             held = reached(got)
             report = (f'{deadline_ms:.0f} ms: p50 {np.median(latency):.0f} ms, p90 '
-                      f'{np.quantile(latency, 0.9):.0f} ms from frame k+{SETTLE}, '
+                      f'{np.quantile(latency, 0.9):.0f} ms from frame k+{len(got) - len(judge)}, '
                       f'{held / MiB:.1f} MiB held from frame k+{SETTLE} '
                       f'({len(visited) - 1} changes), the profile\'s curve needs {needs}; '
                       'frames (ms, KiB) '
@@ -183,7 +211,7 @@ def test_auto_tune_converges_and_holds_the_least_memory(store, camera):
             print(report)
             # met; or the machine slowed until the deadline is out of reach and the tuner
             # went to the fastest configuration there is (all it can do)
-            assert met <= deadline_ms or after[-1]['budget_bytes'] >= whole, report
+            assert met <= deadline_ms or got[-1]['budget_bytes'] >= whole, report
             # never back to a configuration it left (no oscillation); held: at most one late
             # correction where the deadline leaves the machine's noise room (judged at p90)
             assert len(set(visited)) == len(visited), report

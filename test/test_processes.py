@@ -1,0 +1,20 @@
+# Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
+"""Stopping what a command started: the whole process group, not only its leader."""
+
+import subprocess
+import time
+
+from demand_layering_ros.cli.processes import _running, stop
+
+
+def test_a_child_that_outlives_its_leader_is_stopped_too():
+    # the child ignores SIGINT (as dd finishing a direct read does not end at once); bash,
+    # its leader, ends on it
+    proc = subprocess.Popen(['bash', '-c', '(trap "" INT; exec sleep 30) & wait'],
+                            start_new_session=True)
+    time.sleep(0.5)
+    assert _running(proc.pid)
+    t0 = time.monotonic()
+    stop(proc, grace_s=1.0)
+    assert not _running(proc.pid)
+    assert time.monotonic() - t0 < 5
