@@ -94,14 +94,12 @@ class Calibrator:
         return self._base.stream_bps / self._stream if self._base.stream_bps > 0 else 1.0
 
     def _learn(self, rec: Record, visits: list[Any], pred: Prediction) -> None:
-        med, w = self._median1('prologue', visits[0].entered, self._prologue)
-        self._prologue += w * (med - self._prologue)
+        self._prologue = self._fold1('prologue', visits[0].entered, self._prologue)
         # a visit that waited for its unit also woke the compute threads (see simulate)
         woke = np.array(pred.stall_s) > 0
         measured = np.array([v.done - v.ready for v in visits]) - self._base.wake_s * woke
         alone = np.array(pred.overlap_s) <= 0.0
-        med, w = self._median('compute', measured, self._compute, alone)
-        self._compute += w * (med - self._compute)
+        self._compute = self._fold('compute', measured, self._compute, alone)
         mode = rec.config.mode
         if mode == Mode.SEQUENTIAL:
             units = np.array([v.unit for v in visits])
@@ -110,32 +108,28 @@ class Calibrator:
             n = np.bincount(units, read > 0, minlength=len(self._read))
             mean = np.bincount(units, np.where(read > 0, read, 0.0),
                                minlength=len(self._read)) / np.maximum(n, 1)
-            med, w = self._median('read', mean, self._read, n > 0)
-            self._read += w * (med - self._read)
+            self._read = self._fold('read', mean, self._read, n > 0)
             handoff = [v.handoff_s for v in visits if v.read_s > 0]
             if handoff:
-                med, w = self._median1('handoff', float(np.maximum(0.0, np.median(handoff))),
-                                       self._handoff)
-                self._handoff += w * (med - self._handoff)
+                self._handoff = self._fold1('handoff', float(np.maximum(0.0, np.median(handoff))),
+                                            self._handoff)
         if rec.bytes_read and rec.read_seconds > 0 and mode == Mode.PIPELINED:
-            med, w = self._median1('stream', rec.bytes_read / rec.read_seconds, self._stream)
-            self._stream += w * (med - self._stream)
+            self._stream = self._fold1('stream', rec.bytes_read / rec.read_seconds, self._stream)
         overlap = float(np.sum(pred.overlap_s))
         if mode == Mode.PIPELINED and overlap >= MIN_OVERLAP_S:
             over = ~alone
             extra = float(np.sum(measured[over]) - np.sum(self._compute[over]))
-            med, w = self._median1('contention', float(np.maximum(1.0, 1.0 + extra / overlap)),
-                                   self._contention)
-            self._contention += w * (med - self._contention)
+            self._contention = self._fold1(
+                'contention', float(np.maximum(1.0, 1.0 + extra / overlap)), self._contention)
 
-    def _median(self, figure: str, values: np.ndarray, current: np.ndarray,
-                measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per entry, the median of its last MEDIAN_OF measurements and the weight to fold it in.
+    def _fold(self, figure: str, values: np.ndarray, current: np.ndarray,
+              measured: np.ndarray) -> np.ndarray:
+        """The figure moved towards the median of each entry's last MEDIAN_OF measurements.
 
         Each entry keeps its own last measurements (a frame that measures some entries does
         not push the others' out). Where an entry has fewer than MEDIAN_OF, its figure as it
-        is stands in for the missing ones, so one stalled frame moves nothing even then. The
-        weight is 0 where this frame did not measure the entry (or measured something not
+        is stands in for the missing ones, so one stalled frame moves nothing even then. The move
+        weighs 0 where this frame did not measure the entry (or measured something not
         finite), 1 / (n - 1) at its n-th measurement (from the second on, the figure is the
         plain mean of its medians; the first median is the figure itself) and ``alpha`` once
         that is less.
@@ -147,10 +141,10 @@ class Calibrator:
         history[count[entries] % MEDIAN_OF, entries] = values[entries]
         count += measured
         weight = np.maximum(self.alpha, 1.0 / np.maximum(count - 1, 1)) * measured
-        return np.median(np.where(np.isnan(history), current, history), axis=0), weight
+        median = np.median(np.where(np.isnan(history), current, history), axis=0)
+        return current + weight * (median - current)
 
-    def _median1(self, figure: str, value: float, current: float) -> tuple[float, float]:
-        """:meth:`_median` of one figure."""
-        med, w = self._median(figure, np.array([value], dtype=float), np.array([current]),
-                              np.array([True]))
-        return float(med[0]), float(w[0])
+    def _fold1(self, figure: str, value: float, current: float) -> float:
+        """:meth:`_fold` of one figure."""
+        return float(self._fold(figure, np.array([value], dtype=float), np.array([current]),
+                                np.array([True]))[0])
