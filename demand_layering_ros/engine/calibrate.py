@@ -15,6 +15,7 @@ so the model keeps its parts apart instead of smearing one error over all of the
   for an hour still predicts a sequential plan at today's disk: the bench measured the
   sequential minimum 6-24% slower than predicted, always on the side the disk had drifted);
 - how much slower compute is while reads run, from frames where reads overlapped compute;
+- a streamed request's lag from its turn to its read's start, from frames that streamed;
 - the time before the first unit.
 
 Each (per visit, per unit) is a running mean of the median of its own last ``MEDIAN_OF``
@@ -57,6 +58,7 @@ class Calibrator:
         self._handoff = pipeline.handoff_s
         self._stream = pipeline.stream_bps
         self._contention = pipeline.compute_contention
+        self._lag = pipeline.request_lag_s
         self._pipeline = pipeline
         # per figure and entry: its last MEDIAN_OF measurements, and how many there were
         self._history: dict[str, np.ndarray] = {}
@@ -86,7 +88,8 @@ class Calibrator:
                                      compute_s=tuple(self._compute),
                                      prologue_s=self._prologue, handoff_s=self._handoff,
                                      stream_bps=self._stream,
-                                     compute_contention=self._contention)
+                                     compute_contention=self._contention,
+                                     request_lag_s=self._lag)
             self.frames += 1
 
     def _drift(self) -> float:
@@ -115,6 +118,8 @@ class Calibrator:
                                             self._handoff)
         if rec.bytes_read and rec.read_seconds > 0 and mode == Mode.PIPELINED:
             self._stream = self._fold1('stream', rec.bytes_read / rec.read_seconds, self._stream)
+            if rec.request_lag_s > 0:
+                self._lag = self._fold1('lag', rec.request_lag_s, self._lag)
         overlap = float(np.sum(pred.overlap_s))
         if mode == Mode.PIPELINED and overlap >= MIN_OVERLAP_S:
             over = ~alone

@@ -42,6 +42,8 @@ class Record(NamedTuple):
     bytes_read: int
     read_seconds: float    # the disk's busy time for this inference
     latency_s: float       # from the call to the end of the forward (on CUDA: the GPU's end)
+    # streamed requests: their mean lag from their turn to their read's start (0: none read)
+    request_lag_s: float = 0.0
 
 
 class Visit(NamedTuple):
@@ -284,7 +286,9 @@ class DemandLayeredModel:
                 trace = []
             run = self._run = _Run(abort, trace)
             reader = self._loader.reader
-            before = (reader.bytes_read, reader.busy_seconds, time.perf_counter())
+            lags = self._loader.counters
+            before = (reader.bytes_read, reader.busy_seconds, time.perf_counter(),
+                      lags['lagged_requests'], lags['request_lag_seconds'])
             if trace is not None:
                 run.origin = self._stamp()
             if self._plan is not None and self._plan.streams:
@@ -364,14 +368,17 @@ class DemandLayeredModel:
             raise StoreChangedError(f'{self.store.path}: {change} during this inference; its '
                                     'output is discarded')
 
-    def _record(self, run: _Run, before: tuple[int, float, float]) -> None:
+    def _record(self, run: _Run, before: tuple[int, float, float, int, float]) -> None:
         assert run.trace is not None and self._plan is not None
         reader = self._loader.reader
         visits = tuple(run.trace)
         latency = (visits[-1].done if visits and self.device.type == 'cuda'
                    else time.perf_counter() - before[2])
+        c = self._loader.counters
+        lagged = c['lagged_requests'] - before[3]
+        lag = (c['request_lag_seconds'] - before[4]) / lagged if lagged else 0.0
         rec = Record(self._plan.config, visits, reader.bytes_read - before[0],
-                     reader.busy_seconds - before[1], latency)
+                     reader.busy_seconds - before[1], latency, lag)
         for fn in self._observers:
             fn(rec)
 
@@ -531,6 +538,8 @@ class DemandLayeredModel:
             'read_bandwidth_bps': r.bandwidth_bps,
             'reads': r.reads,
             'stall_seconds': c['stall_seconds'],
+            'lagged_requests': c['lagged_requests'],
+            'request_lag_seconds': c['request_lag_seconds'],
             'direct_io': r.direct_io,
             'on_demand_loads': c['on_demand_loads'],
             'unit_loads': c['loads'],

@@ -48,6 +48,11 @@ class _Pass:
     error: list[BaseException | None] | None = None
     started: list[float] | None = None
     done_at: list[float] | None = None
+    # perf_counter times: the pass's start, each visit's entering, each request's read
+    begun: float = 0.0
+    entered_at: list[float] | None = None
+    read_from: list[float] | None = None
+    read_to: list[float] | None = None
 
     def __post_init__(self) -> None:
         n = len(self.plan.loads)
@@ -59,6 +64,27 @@ class _Pass:
         self.error = [None] * n
         self.started = [0.0] * n
         self.done_at = [0.0] * n
+        self.begun = time.perf_counter()
+        self.entered_at = [0.0] * len(self.plan.load_of_visit)
+        self.read_from = [0.0] * len(self.plan.requests)
+        self.read_to = [0.0] * len(self.plan.requests)
+
+    def request_lags(self) -> list[float]:
+        """Per request read: from its turn to its read's start (see ``Pipeline.request_lag_s``).
+
+        Its turn is the later of its gate's entering (the pass's start for -1) and the end of
+        the read ``queue_depth`` requests before it (a reader became free).
+        """
+        depth = self.plan.io.queue_depth
+        lags = []
+        for i, r in enumerate(self.plan.requests):
+            if not self.read_from[i] or (r.gate >= 0 and not self.entered_at[r.gate]):
+                continue
+            turn = self.entered_at[r.gate] if r.gate >= 0 else self.begun
+            if i >= depth:
+                turn = max(turn, self.read_to[i - depth])
+            lags.append(max(0.0, self.read_from[i] - turn))
+        return lags
 
 
 @dataclass(eq=False)
@@ -129,11 +155,11 @@ class Disk:
                     if picked is not None:
                         break
                     self.work_cv.wait()
-                loader, p, r = picked
+                loader, p, r, i = picked
                 self.work_cv.notify()   # the next request may be readable too
-            loader._serve(p, r)
+            loader._serve(p, r, i)
 
-    def _pick(self) -> tuple['Loader', _Pass, Request] | None:
+    def _pick(self) -> tuple['Loader', _Pass, Request, int] | None:
         """The request to read next, earliest deadline first (caller holds the lock)."""
         if self.in_flight >= self.queue_depth:
             return None
@@ -142,9 +168,9 @@ class Disk:
         for loader in waiting:
             r = loader._peek()
             if r is not None:
-                p = loader._take(r)
+                p, i = loader._take(r)
                 self.in_flight += 1
-                return loader, p, r
+                return loader, p, r, i
         return None
 
 
@@ -173,7 +199,8 @@ class Loader:
         self._on_demand: list[OnDemand] = []
         self._verified = False
         self._views: dict[tuple[Region, int], dict[str, torch.Tensor]] = {}
-        self.counters = {'loads': 0, 'on_demand_loads': 0, 'stall_seconds': 0.0}
+        self.counters = {'loads': 0, 'on_demand_loads': 0, 'stall_seconds': 0.0,
+                         'lagged_requests': 0, 'request_lag_seconds': 0.0}
 
     # -- configuration ------------------------------------------------------------------------
     @property
@@ -285,8 +312,10 @@ class Loader:
         """
         p = self._pass
         assert p is not None
+        now = time.perf_counter()
         with self._lock:
             for k in range(p.entered + 1, visit + 1):
+                p.entered_at[k] = now
                 for j in p.plan.released_on_entering[k]:
                     self._release_load(p, j)
                 if k < visit:  # skipped: its load will not be used in this pass
@@ -328,6 +357,9 @@ class Loader:
                 self._release_load(p, j)
             self._on_demand.clear()
             self._pass = None
+        lags = p.request_lags()
+        self.counters['lagged_requests'] += len(lags)
+        self.counters['request_lag_seconds'] += sum(lags)
 
     def region(self, region: Region, offset: int, nbytes: int) -> torch.Tensor:
         """The bytes of a placed load as a uint8 tensor (where compute reads them)."""
@@ -375,13 +407,15 @@ class Loader:
             self._work_cv.notify_all()
 
     # -- on a reader thread -----------------------------------------------------------------
-    def _serve(self, p: _Pass, r: Request) -> None:
-        """Read ``r`` (the disk picked it), check what it completes, hand it to compute."""
+    def _serve(self, p: _Pass, r: Request, i: int) -> None:
+        """Read ``r``, request ``i`` (the disk picked it), check what it completes, hand it on."""
         err: BaseException | None = None
+        p.read_from[i] = time.perf_counter()
         try:
             self._read(r)
         except BaseException as e:  # noqa: BLE001 - handed to the compute thread
             err = e
+        p.read_to[i] = time.perf_counter()
         with self._lock:
             complete = []
             for j in r.loads:
@@ -433,10 +467,11 @@ class Loader:
             return None
         return r
 
-    def _take(self, r: Request) -> _Pass:
+    def _take(self, r: Request) -> tuple[_Pass, int]:
         """Commit to reading ``r``, the request :meth:`_peek` returned (lock held)."""
         p = self._pass
         assert p is not None
+        i = p.next
         p.next += 1
         p.in_flight += 1
         now = time.perf_counter()
@@ -444,7 +479,7 @@ class Loader:
             if p.inflight_parts[j] == 0 and p.parts_left[j] == p.plan.parts[j]:
                 p.started[j] = now
             p.inflight_parts[j] += 1
-        return p
+        return p, i
 
     def _run_all(self, plan: Plan, requests: tuple[Request, ...]) -> None:
         """Read ``requests`` (all gates open) on the reader threads and wait for them."""

@@ -6,7 +6,8 @@ at start-up on the robot): first a short probe of the disk (direct reads of the 
 request sizes and depths; the best becomes the executor's I/O settings), then ``sequential``
 inferences at the minimum, where reads and compute never overlap, so each is measured alone;
 then ``pipelined`` ones at the minimum, which give the disk's throughput while streaming beside
-compute and how much slower compute is while reads run. On CUDA the compute times come from
+compute, how much slower compute is while reads run, and how long a request waits for a reader
+once its turn came. On CUDA the compute times come from
 events on the compute stream (the GPU's time, no synchronisation per unit). It is saved as JSON
 next to the store and reused while the store, the device, the input shape and the thread count
 stay the same.
@@ -29,7 +30,7 @@ from .arena import HostArena
 from .policy import IOSettings, Layout
 from .simulate import Pipeline
 
-VERSION = 5
+VERSION = 6
 PROBE_SIZES = (1 << 20, 2 << 20, 4 << 20, 8 << 20)
 PROBE_DEPTHS = (1, 2, 4)
 PROBE_BYTES = 48 << 20      # read per probe setting (less for small stores)
@@ -92,7 +93,7 @@ class Profile:
                 'compute_s': list(p.compute_s), 'prologue_s': p.prologue_s,
                 'stream_bps': p.stream_bps, 'handoff_s': p.handoff_s,
                 'compute_contention': p.compute_contention, 'io': asdict(p.io),
-                'wake_s': p.wake_s,
+                'wake_s': p.wake_s, 'request_lag_s': p.request_lag_s,
                 'disk': [list(d) for d in self.disk]}
 
     @classmethod
@@ -107,7 +108,7 @@ class Profile:
                         tuple(float(s) for s in d['compute_s']), float(d['prologue_s']),
                         float(d['stream_bps']), float(d['handoff_s']),
                         float(d['compute_contention']), IOSettings(**d['io']),
-                        float(d['wake_s']))
+                        float(d['wake_s']), float(d['request_lag_s']))
         if not (len(lay.visits) == len(lay.holds) == len(pipe.compute_s)
                 and len(lay.nbytes) == len(pipe.read_s) == len(lay.offsets)
                 and all(0 <= v < len(lay.nbytes) for v in lay.visits)):
@@ -291,6 +292,8 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
     compute_s = tuple(statistics.median(c) for c in compute)
     streamed = after['bytes_read'] - before['bytes_read']
     busy = after['read_seconds'] - before['read_seconds']
+    lagged = after['lagged_requests'] - before['lagged_requests']
+    lag = after['request_lag_seconds'] - before['request_lag_seconds']
     slowdown = []
     for tr in overlapped:
         if [v.unit for v in tr] != visits:
@@ -303,7 +306,8 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
     pipe = Pipeline(dl.layout, read_s, compute_s, statistics.median(prologue),
                     streamed / busy if busy > 0 else 0.0,
                     max(0.0, statistics.median(handoff)) if handoff else 0.0,
-                    max(1.0, statistics.median(slowdown)) if slowdown else 1.0, dl.io, wake)
+                    max(1.0, statistics.median(slowdown)) if slowdown else 1.0, dl.io, wake,
+                    lag / lagged if lagged else 0.0)
     return Profile(key_for(dl, inputs), pipe, tuple(u.name for u in units), len(traces),
                    dl.stats()['direct_io'], tuple(disk))
 

@@ -9,6 +9,7 @@ import pytest
 from demand_layering_ros.engine import DemandLayeredModel, empty_weights, LayerStore
 from demand_layering_ros.engine.calibrate import Calibrator
 from demand_layering_ros.engine.executor import Record, Visit
+from demand_layering_ros.engine.loaders import _Pass
 from demand_layering_ros.engine.policy import Config, Layout, Mode
 from demand_layering_ros.engine.simulate import Pipeline, simulate
 import torch
@@ -160,7 +161,40 @@ def test_the_executor_hands_over_records_of_real_passes(tmp_path):
     assert rec.bytes_read > 0 and rec.read_seconds > 0 and rec.latency_s > 0
     assert all(v.entered <= v.ready <= v.done for v in rec.visits)
     assert rec.visits[-1].done <= rec.latency_s
+    assert 0 < rec.request_lag_s < rec.latency_s      # its requests waited for a reader a bit
+    dl.reconfigure(mode='preload')
+    dl(x)
+    dl(x)
+    assert records[-1].request_lag_s == 0.0           # nothing streamed
     dl.close()
+
+
+def test_a_request_lag_is_from_its_turn_to_its_read():
+    """Its turn: its gate entered (the pass's start for -1), a reader free (queue_depth back)."""
+    budget = PROFILE.min_budget('pipelined')
+    plan = PROFILE.plan('pipelined', budget)
+    assert plan.io.queue_depth == 2 and [r.gate for r in plan.requests] == [-1, -1, 1, 2]
+    p = _Pass(plan)
+    p.begun = 10.0
+    p.entered_at = [10.1, 10.2, 10.3, 10.4]
+    p.read_from = [10.01, 10.02, 10.25, 10.5]   # 2: its gate (10.2), 3: read 1's end (10.4)
+    p.read_to = [10.2, 10.4, 10.45, 10.6]
+    assert p.request_lags() == pytest.approx([0.01, 0.02, 0.05, 0.1])
+    p.read_from[3] = 0.0                          # not read (a pass that ended early)
+    assert p.request_lags() == pytest.approx([0.01, 0.02, 0.05])
+
+
+def test_the_lag_before_a_streamed_read_is_learned_from_pipelined_frames():
+    cal = Calibrator(PROFILE)
+    for _ in range(3):
+        cal.observe(timed(Mode.SEQUENTIAL, B, list(PROFILE.compute_s), list(PROFILE.read_s)))
+    assert cal.pipeline.request_lag_s == 0.0          # sequential reads have no such lag
+    for _ in range(3):
+        cal.observe(streamed(0.010)._replace(request_lag_s=0.002))
+    assert cal.pipeline.request_lag_s == pytest.approx(0.002)
+    cfg = Config(Mode.PIPELINED, PROFILE.min_budget('pipelined'), frozenset())
+    assert cal.predict(cfg).latency_s > simulate(
+        replace(cal.pipeline, request_lag_s=0.0), 'pipelined', cfg.budget_bytes).latency_s
 
 
 def test_one_slow_frame_moves_nothing():

@@ -171,3 +171,22 @@ def test_a_visit_that_waited_for_its_unit_pays_the_wake_up():
     pred = simulate(woken, 'pipelined', 2 * B)
     assert pred.latency_s == 4.25
     assert pred.latency_s == 4 + 0.25 * sum(1 for s in pred.stall_s if s > 0)
+
+
+def test_a_streamed_request_starts_its_lag_after_its_turn_while_the_disk_waits():
+    # one reader: read 0 runs 0.5-2.5 (its turn at 0), read 1 3-5 (its turn as the reader came
+    # free at 2.5); unit 0 computes 3-4 after the 0.5 hand-off; read 2 (gate: visit 1, entered
+    # at 4) waits for the reader until 5, runs 5.5-7.5; unit 1 computes 5.5-6.5, unit 2 8-9
+    lagged = pipe([1, 1, 1], [1, 1, 1], stream_bps=B / 2, handoff_s=0.5, request_lag_s=0.5,
+                  io=IOSettings(queue_depth=1))
+    pred = simulate(lagged, 'pipelined', 2 * B)
+    assert pred.latency_s == 9.0   # without the lag: 7.5 (three lags of 0.5)
+    assert pred.stall_s == (3.0, 1.5, 1.5)
+    # sequential reads are timed alone, a reader's wake-up is in their hand-off: no lag
+    assert simulate(lagged, 'sequential', B).latency_s == 7.5
+    # two readers: reads 0 and 1 lag together (0-0.5), share the disk 0.5-4.5; unit 0 computes
+    # 5-6, unit 1 6-7; read 2 (gate at 6) runs 6.5-8.5; unit 2 computes 9-10
+    two = simulate(pipe([1, 1, 1], [1, 1, 1], stream_bps=B / 2, handoff_s=0.5,
+                        request_lag_s=0.5, io=IOSettings(queue_depth=2)), 'pipelined', 2 * B)
+    assert two.latency_s == 10.0   # test_requests_in_flight_share_the_stream without it: 9
+    assert two.stall_s == (5.0, 0.0, 2.0)
