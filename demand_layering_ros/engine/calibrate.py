@@ -118,7 +118,7 @@ class Calibrator:
                                             self._handoff)
         if rec.bytes_read and rec.read_seconds > 0 and mode == Mode.PIPELINED:
             self._stream = self._fold1('stream', rec.bytes_read / rec.read_seconds, self._stream)
-            if rec.request_lag_s > 0:
+            if rec.request_lag_s is not None:
                 self._lag = self._fold1('lag', rec.request_lag_s, self._lag)
         overlap = float(np.sum(pred.overlap_s))
         if mode == Mode.PIPELINED and overlap >= MIN_OVERLAP_S:

@@ -42,8 +42,8 @@ class Record(NamedTuple):
     bytes_read: int
     read_seconds: float    # the disk's busy time for this inference
     latency_s: float       # from the call to the end of the forward (on CUDA: the GPU's end)
-    # streamed requests: their mean lag from their turn to their read's start (0: none read)
-    request_lag_s: float = 0.0
+    # streamed requests: their mean lag from their turn to their read's start (None: none)
+    request_lag_s: float | None = None
 
 
 class Visit(NamedTuple):
@@ -376,7 +376,7 @@ class DemandLayeredModel:
                    else time.perf_counter() - before[2])
         c = self._loader.counters
         lagged = c['lagged_requests'] - before[3]
-        lag = (c['request_lag_seconds'] - before[4]) / lagged if lagged else 0.0
+        lag = (c['request_lag_seconds'] - before[4]) / lagged if lagged else None
         rec = Record(self._plan.config, visits, reader.bytes_read - before[0],
                      reader.busy_seconds - before[1], latency, lag)
         for fn in self._observers:

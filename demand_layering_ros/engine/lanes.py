@@ -29,7 +29,8 @@ from .policy import Config, IOSettings
 
 SUMMED = ('weight_bytes', 'weight_bytes_peak', 'bytes_read', 'read_seconds', 'reads',
           'stall_seconds', 'on_demand_loads', 'unit_loads', 'inferences', 'aborted',
-          'checksum_seconds', 'checksum_bytes', 'maps', 'maps_total')
+          'checksum_seconds', 'checksum_bytes', 'maps', 'maps_total', 'lagged_requests',
+          'request_lag_seconds')
 
 
 def weight_bytes_of(budget_bytes: int, resident_bytes: int, lanes: int) -> int:

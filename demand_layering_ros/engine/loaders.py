@@ -15,7 +15,8 @@ space; read-ahead is taken back when that is the only way to make room.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+import heapq
 import threading
 import time
 from typing import Any
@@ -53,6 +54,7 @@ class _Pass:
     entered_at: list[float] | None = None
     read_from: list[float] | None = None
     read_to: list[float] | None = None
+    reread: set[int] = field(default_factory=set)   # requests read again (taken back, reissued)
 
     def __post_init__(self) -> None:
         n = len(self.plan.loads)
@@ -70,20 +72,28 @@ class _Pass:
         self.read_to = [0.0] * len(self.plan.requests)
 
     def request_lags(self) -> list[float]:
-        """Per request read: from its turn to its read's start (see ``Pipeline.request_lag_s``).
+        """Per request read once: from its turn to its read's start (``Pipeline.request_lag_s``).
 
-        Its turn is the later of its gate's entering (the pass's start for -1) and the end of
-        the read ``queue_depth`` requests before it (a reader became free).
+        Its turn is the later of its gate's entering (the pass's start for -1) and a reader
+        coming free: with ``queue_depth`` readers, the ``depth``-th last end among the reads
+        taken before it (the reads end in any order; a read starts after the ends it waited
+        for, so those are the earliest ends so far). A request read again (taken back, or
+        reissued after a skip) waited for something else and is left out.
         """
         depth = self.plan.io.queue_depth
-        lags = []
+        lags: list[float] = []
+        ends: list[float] = []        # ends of the reads taken so far, not yet a reader's turn
+        taken = 0
         for i, r in enumerate(self.plan.requests):
-            if not self.read_from[i] or (r.gate >= 0 and not self.entered_at[r.gate]):
-                continue
-            turn = self.entered_at[r.gate] if r.gate >= 0 else self.begun
-            if i >= depth:
-                turn = max(turn, self.read_to[i - depth])
-            lags.append(max(0.0, self.read_from[i] - turn))
+            if not self.read_from[i]:
+                continue   # not read in this pass (skipped, or the pass ended)
+            turn = self.begun if r.gate < 0 else self.entered_at[r.gate]
+            if taken >= depth:
+                turn = max(turn, heapq.heappop(ends))
+            heapq.heappush(ends, self.read_to[i])
+            taken += 1
+            if i not in self.reread and (r.gate < 0 or self.entered_at[r.gate]):
+                lags.append(max(0.0, self.read_from[i] - turn))
         return lags
 
 
@@ -472,6 +482,8 @@ class Loader:
         p = self._pass
         assert p is not None
         i = p.next
+        if p.read_from[i]:
+            p.reread.add(i)
         p.next += 1
         p.in_flight += 1
         now = time.perf_counter()

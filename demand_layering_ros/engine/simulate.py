@@ -12,7 +12,8 @@ compute waits for finishes later than it would alone: the read-ahead requests ta
 it take their shares of the disk. Replaying the executor's own frames (resnet152 at the
 pipelined minimum, four requests in flight) with the disk served one request at a time gave
 half the stalls they had (37 against 73 ms a frame) although every request started when the
-executor's did.
+executor's did. And a request does not start the moment its turn comes (its gate entered, a
+reader free): it starts ``request_lag_s`` later, while the disk does nothing for it.
 """
 
 from __future__ import annotations
@@ -45,9 +46,10 @@ class Pipeline:
     # compute threads went to sleep meanwhile and must wake up: CPU only)
     wake_s: float = 0.0
     # streaming: from a request's turn (its gate entered, a reader free) to its read's start,
-    # while the disk waits: the reader wakes, or finishes its last request's bookkeeping
-    # (resnet152 at the pipelined minimum: 35-55 us at the median, 16-28 ms a frame, which
-    # replaying the frames without it left out)
+    # holding its reader while the disk does nothing for it: the reader wakes, or finishes the
+    # bookkeeping (and sampled checksum) of its last read, or waits for a lock or a staging slot
+    # (resnet152 at the pipelined minimum with one reader: 55-120 us a request on average,
+    # 14-28 ms a frame, which replaying its frames without it left out)
     request_lag_s: float = 0.0
 
     @property
@@ -162,9 +164,10 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
 class _Disk:
     """Requests taken first to last, up to ``depth`` in flight sharing the disk equally.
 
-    A request's work is the seconds it takes with the disk to itself; with k requests in
-    flight each progresses at 1 / k of that pace, so the disk does one second of work a second
-    whenever it has any.
+    A request's work is the seconds it takes with the disk to itself; with k requests reading
+    each progresses at 1 / k of that pace, so the disk does one second of work a second
+    whenever it has any. A taken request reads from ``lag`` seconds later on (it holds its
+    place among the ``depth`` meanwhile).
     """
 
     def __init__(self, depth: int, requests: int, lag: float = 0.0) -> None:
