@@ -64,6 +64,9 @@ class Calibrator:
         self._history: dict[str, np.ndarray] = {}
         self._count: dict[str, np.ndarray] = {}
         self.frames = 0
+        # the last prediction (config, frames, prediction): a node asks for the configuration
+        # in force after each frame, the next frame's observe() for the same one
+        self._last: tuple[Config, int, Prediction] | None = None
 
     @property
     def pipeline(self) -> Pipeline:
@@ -72,8 +75,14 @@ class Calibrator:
 
     def predict(self, config: Config) -> Prediction:
         """The calibrated model's prediction for ``config`` (ValueError below its minimum)."""
-        return simulate(self._pipeline, config.mode, config.budget_bytes, config.resident,
+        frames = self.frames   # before the figures: observe() moves them first, then frames
+        last = self._last
+        if last is not None and last[1] == frames and last[0] == config:
+            return last[2]
+        pred = simulate(self._pipeline, config.mode, config.budget_bytes, config.resident,
                         config.prefetch_depth)
+        self._last = (config, frames, pred)
+        return pred
 
     def observe(self, rec: Record) -> None:
         """Fold one measured inference in (called by the executor; any thread)."""

@@ -176,8 +176,10 @@ class _Disk:
         self.now = 0.0
         self.waiting: deque[tuple[float, int, float]] = deque()  # (arrival, request, work)
         self.waiting_work = 0.0                                  # their work, summed
-        self.flight: dict[int, float] = {}                       # request -> work left
-        self.reading_from: dict[int, float] = {}                 # request -> its read's start
+        # taken, not reading yet: (its read's start, request, work); starts in taking order
+        self.lagging: deque[tuple[float, int, float]] = deque()
+        self.lagging_work = 0.0
+        self.flight: dict[int, float] = {}                       # reading: request -> work left
         self.done: list[float | None] = [None] * requests
 
     def submit(self, at: float, i: int, work: float) -> None:
@@ -193,35 +195,39 @@ class _Disk:
 
     def backlog(self, at: float) -> float:
         """Seconds of work left at ``at`` (reads still running), everything submitted by then."""
-        while self.now < at and (self.flight or self.waiting):
+        while self.now < at and (self.flight or self.lagging or self.waiting):
             self._step(at)
-        return sum(self.flight.values()) + self.waiting_work
+        return sum(self.flight.values()) + self.lagging_work + self.waiting_work
 
     def _step(self, until: float) -> None:
-        """Take what may be taken, then run to the next completion, arrival or ``until``."""
-        while self.waiting and len(self.flight) < self.depth and self.waiting[0][0] <= self.now:
+        """Take what may be taken, then run to the next completion, arrival, start or ``until``."""
+        taken = len(self.flight) + len(self.lagging)
+        while self.waiting and taken < self.depth and self.waiting[0][0] <= self.now:
             _, i, work = self.waiting.popleft()
             self.waiting_work -= work
+            self.lagging.append((self.now + self.lag, i, work))
+            self.lagging_work += work
+            taken += 1
+        while self.lagging and self.lagging[0][0] <= self.now:
+            _, i, work = self.lagging.popleft()
+            self.lagging_work -= work
             self.flight[i] = work
-            self.reading_from[i] = self.now + self.lag
-        arrival = (self.waiting[0][0] if self.waiting and len(self.flight) < self.depth
+        arrival = (self.waiting[0][0] if self.waiting and taken < self.depth
                    else float('inf'))
-        reading = [i for i in self.flight if self.reading_from[i] <= self.now]
-        starts = min((t for t in self.reading_from.values() if t > self.now),
-                     default=float('inf'))
-        if not reading:
+        starts = self.lagging[0][0] if self.lagging else float('inf')
+        if not self.flight:
             if arrival == starts == float('inf'):
                 raise ValueError('the disk waits for a request that was never submitted')
             self.now = min(arrival, starts, until)
             return
-        share = len(reading)
-        first = min(self.flight[i] for i in reading)
+        share = len(self.flight)
+        first = min(self.flight.values())
         completes = self.now + first * share
         end = min(completes, arrival, starts, until)
         ran = first if end == completes else (end - self.now) / share
-        for i in reading:
+        for i in list(self.flight):
             self.flight[i] -= ran
             if self.flight[i] <= 1e-12:
-                del self.flight[i], self.reading_from[i]
+                del self.flight[i]
                 self.done[i] = end
         self.now = end

@@ -219,3 +219,19 @@ def test_one_slow_frame_moves_nothing():
     assert cal.pipeline.read_s == pytest.approx(before.read_s)
     cal.observe(timed(Mode.SEQUENTIAL, B, [3 * c for c in usual], [0.030] * 4))
     assert cal.pipeline.compute_s[0] > 1.2 * before.compute_s[0]   # twice in three: it moves
+
+
+def test_a_prediction_is_reused_only_until_the_figures_move():
+    """A node asks after each frame, observe() before the next: one simulation, not two."""
+    cal = Calibrator(PROFILE)
+    cfg = Config(Mode.PIPELINED, PROFILE.min_budget('pipelined'), frozenset())
+    first = cal.predict(cfg)
+    assert cal.predict(cfg) is first
+    other = Config(Mode.SEQUENTIAL, B, frozenset())
+    assert cal.predict(other).latency_s == simulate(PROFILE, 'sequential', B).latency_s
+    slower = [1.5 * c for c in PROFILE.compute_s]
+    for _ in range(3):
+        cal.observe(timed(Mode.SEQUENTIAL, B, slower, list(PROFILE.read_s)))
+    moved = cal.predict(cfg)
+    assert moved == simulate(cal.pipeline, 'pipelined', cfg.budget_bytes)
+    assert moved.latency_s > first.latency_s
