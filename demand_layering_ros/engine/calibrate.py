@@ -5,8 +5,10 @@ The executor hands over a :class:`executor.Record` per inference (its visits' ti
 read and the disk's busy time). Each figure is updated only from frames that measure it alone,
 so the model keeps its parts apart instead of smearing one error over all of them:
 
-- a visit's compute time, from visits no read overlapped (by the simulator's account of this
-  frame): all of them in preload, most of them in sequential mode;
+- a visit's compute time, from visits no read overlapped: all of them in preload and in
+  sequential mode; in pipelined frames those the executor's read times say no read ran
+  beside (on CUDA, where reads and compute keep different clocks, those the simulator's account
+  of the frame says so);
 - a unit's read time, from sequential frames (its read ran alone), and the hand-off from a
   read's end to the compute that waited for it (their median);
 - the disk's streaming throughput, from frames that streamed (bytes / the disk's busy time);
@@ -43,6 +45,7 @@ from .simulate import Pipeline, Prediction, simulate
 ALPHA = 0.2          # weight of a new measurement in the moving averages
 MIN_OVERLAP_S = 1e-3  # frames with less read-compute overlap say nothing about contention
 MEDIAN_OF = 3         # a figure moves towards the median of its last this many measurements
+ALONE = 0.02          # a visit with reads beside it for at most this share of it ran alone
 
 
 class Calibrator:
@@ -111,6 +114,8 @@ class Calibrator:
         woke = np.array(pred.stall_s) > 0
         measured = np.array([v.done - v.ready for v in visits]) - self._base.wake_s * woke
         alone = np.array(pred.overlap_s) <= 0.0
+        if rec.reads is not None:   # measured: where a slower disk than predicted overlapped
+            alone = covered(rec.reads, visits) <= ALONE * np.maximum(measured, 0.0)
         self._compute = self._fold('compute', measured, self._compute, alone)
         mode = rec.config.mode
         if mode == Mode.SEQUENTIAL:
@@ -131,7 +136,7 @@ class Calibrator:
                 self._lag = self._fold1('lag', rec.request_lag_s, self._lag)
         overlap = float(np.sum(pred.overlap_s))
         if mode == Mode.PIPELINED and overlap >= MIN_OVERLAP_S:
-            over = ~alone
+            over = np.array(pred.overlap_s) > 0.0   # as the simulator stretches them
             extra = float(np.sum(measured[over]) - np.sum(self._compute[over]))
             self._contention = self._fold1(
                 'contention', float(np.maximum(1.0, 1.0 + extra / overlap)), self._contention)
@@ -162,3 +167,26 @@ class Calibrator:
         """:meth:`_fold` of one figure."""
         return float(self._fold(figure, np.array([value], dtype=float), np.array([current]),
                                 np.array([True]))[0])
+
+
+def covered(spans: tuple[tuple[float, float], ...], visits: list[Any]) -> np.ndarray:
+    """Per visit, the seconds of its compute (ready to done) with at least one read running."""
+    merged: list[list[float]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    if not merged:
+        return np.zeros(len(visits))
+    starts, ends = np.array(merged).T
+    before = np.concatenate(([0.0], np.cumsum(ends - starts)))   # covered before span k
+
+    def upto(t: np.ndarray) -> np.ndarray:   # seconds covered before t
+        k = np.searchsorted(starts, t, side='right')   # spans starting at or before t
+        last = np.maximum(k - 1, 0)
+        inside = np.clip(t - starts[last], 0.0, ends[last] - starts[last]) * (k > 0)
+        return before[last] * (k > 0) + inside
+    ready = np.array([v.ready for v in visits])
+    done = np.array([v.done for v in visits])
+    return np.maximum(0.0, upto(done) - upto(ready))

@@ -44,6 +44,8 @@ class Record(NamedTuple):
     latency_s: float       # from the call to the end of the forward (on CUDA: the GPU's end)
     # streamed requests: their mean lag from their turn to their read's start (None: none)
     request_lag_s: float | None = None
+    # each streamed read's (start, end) in the visits' times (None: not comparable, CUDA)
+    reads: tuple[tuple[float, float], ...] | None = None
 
 
 class Visit(NamedTuple):
@@ -377,8 +379,11 @@ class DemandLayeredModel:
         c = self._loader.counters
         lagged = c['lagged_requests'] - before[3]
         lag = (c['request_lag_seconds'] - before[4]) / lagged if lagged else None
+        reads = None
+        if self.device.type != 'cuda' and self._plan.streams:
+            reads = tuple((a - run.origin, b - run.origin) for a, b in self._loader.last_reads)
         rec = Record(self._plan.config, visits, reader.bytes_read - before[0],
-                     reader.busy_seconds - before[1], latency, lag)
+                     reader.busy_seconds - before[1], latency, lag, reads)
         for fn in self._observers:
             fn(rec)
 

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from demand_layering_ros.engine import DemandLayeredModel, empty_weights, LayerStore
-from demand_layering_ros.engine.calibrate import Calibrator
+from demand_layering_ros.engine.calibrate import Calibrator, covered
 from demand_layering_ros.engine.executor import Record, Visit
 from demand_layering_ros.engine.loaders import _Pass
 from demand_layering_ros.engine.policy import Config, Layout, Mode
@@ -235,3 +235,40 @@ def test_a_prediction_is_reused_only_until_the_figures_move():
     moved = cal.predict(cfg)
     assert moved == simulate(cal.pipeline, 'pipelined', cfg.budget_bytes)
     assert moved.latency_s > first.latency_s
+
+
+def test_covered_is_the_visits_time_with_a_read_running():
+    visits = [Visit(0, 0.0, 0.0, 1.0, 0.0), Visit(1, 1.0, 1.0, 3.0, 0.0),
+              Visit(2, 3.0, 3.5, 4.0, 0.0)]
+    reads = ((0.5, 1.5), (1.2, 1.8), (2.5, 3.6), (5.0, 6.0))   # overlapping, out of order
+    assert covered(reads, visits) == pytest.approx([0.5, 0.8 + 0.5, 0.1])
+    assert covered((), visits) == pytest.approx([0.0, 0.0, 0.0])
+
+
+def test_a_visit_a_read_ran_beside_teaches_no_compute_whatever_the_model_said():
+    """The disk slower than predicted: reads ran beside a visit the model had alone."""
+    budget = PROFILE.min_budget('pipelined')
+    pred = simulate(PROFILE, 'pipelined', budget)
+    k = max(i for i, o in enumerate(pred.overlap_s) if o == 0.0)   # predicted alone
+    slowed = list(PROFILE.compute_s)
+    slowed[k] *= 2                                                  # ... slowed by reads
+    rec = streamed(0.010, tuple(slowed))
+    v = rec.visits[k]
+    beside = rec._replace(reads=((0.0, 0.001), (v.ready, v.done)))
+    cal = Calibrator(PROFILE)
+    for _ in range(3):
+        cal.observe(beside)
+    assert cal.pipeline.compute_s[k] == pytest.approx(PROFILE.compute_s[k])
+    blind = Calibrator(PROFILE)    # without the reads' times: the model's account
+    for _ in range(3):
+        blind.observe(rec)
+    assert blind.pipeline.compute_s[k] == pytest.approx(2 * PROFILE.compute_s[k])
+    # a visit no read ran beside teaches its compute even where the model had reads there
+    over = [i for i, o in enumerate(pred.overlap_s) if o > 0.0]
+    assert over
+    slow = [1.5 * c for c in PROFILE.compute_s]
+    apart = streamed(0.010, tuple(slow))._replace(reads=((0.0, 0.0005),))
+    cal = Calibrator(PROFILE)
+    for _ in range(3):
+        cal.observe(apart)
+    assert cal.pipeline.compute_s == pytest.approx(slow)
