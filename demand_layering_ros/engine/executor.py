@@ -288,9 +288,9 @@ class DemandLayeredModel:
                 trace = []
             run = self._run = _Run(abort, trace)
             reader = self._loader.reader
-            lags = self._loader.counters
+            counters = self._loader.counters
             before = (reader.bytes_read, reader.busy_seconds, time.perf_counter(),
-                      lags['lagged_requests'], lags['request_lag_seconds'])
+                      counters['lagged_requests'], counters['request_lag_seconds'])
             if trace is not None:
                 run.origin = self._stamp()
             if self._plan is not None and self._plan.streams:

@@ -75,10 +75,10 @@ class _Pass:
         """Per request read once: from its turn to its read's start (``Pipeline.request_lag_s``).
 
         Its turn is the later of its gate's entering (the pass's start for -1) and a reader
-        coming free: with ``queue_depth`` readers, the ``depth``-th last end among the reads
-        taken before it (the reads end in any order; a read starts after the ends it waited
-        for, so those are the earliest ends so far). A request read again (taken back, or
-        reissued after a skip) waited for something else and is left out.
+        coming free: with ``queue_depth`` readers, the n-th read (from 0) waits for
+        n - depth + 1 of the reads before it to end, the earliest ones (the reads end in any
+        order). A request read again (taken back, or reissued after a skip) waited for
+        something else and is left out.
         """
         depth = self.plan.io.queue_depth
         lags: list[float] = []

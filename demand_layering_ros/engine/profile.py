@@ -7,10 +7,9 @@ request sizes and depths; the best becomes the executor's I/O settings), then ``
 inferences at the minimum, where reads and compute never overlap, so each is measured alone;
 then ``pipelined`` ones at the minimum, which give the disk's throughput while streaming beside
 compute, how much slower compute is while reads run, and how long a request waits for a reader
-once its turn came. On CUDA the compute times come from
-events on the compute stream (the GPU's time, no synchronisation per unit). It is saved as JSON
-next to the store and reused while the store, the device, the input shape and the thread count
-stay the same.
+once its turn came. On CUDA the compute times come from events on the compute stream (the GPU's
+time, no synchronisation per unit). It is saved as JSON next to the store and reused while the
+store, the device, the input shape and the thread count stay the same.
 """
 
 from __future__ import annotations
