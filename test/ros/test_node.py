@@ -314,7 +314,7 @@ def test_camera_sized_frames_reach_the_node_at_the_default_best_effort_qos(live,
 def test_publishers_without_frames_get_a_warn_with_the_cause_and_the_fix(live):
     """A camera started without the profile loses every 1080p frame: the node says why.
 
-    1080p (6.2 MB, about 95 fragments through a 512 KiB segment) is lost every time; VGA
+    1080p (6.2 MB, about 95 fragments through a 512 KiB segment) was lost in every run here; VGA
     (0.9 MB) mostly: CI saw a few VGA frames through, a few seconds apart, which kept the node
     from ever going 5 s without one.
     """
