@@ -381,7 +381,7 @@ class DemandLayeredModel:
         lag = (c['request_lag_seconds'] - before[4]) / lagged if lagged else None
         reads = None
         if self.device.type != 'cuda' and self._plan.streams:
-            reads = tuple((a - run.origin, b - run.origin) for a, b in self._loader.last_reads)
+            reads = tuple((a - run.origin, b - run.origin) for a, b in self._loader.last_reads())
         rec = Record(self._plan.config, visits, reader.bytes_read - before[0],
                      reader.busy_seconds - before[1], latency, lag, reads)
         for fn in self._observers:

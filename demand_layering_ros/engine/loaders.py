@@ -209,8 +209,7 @@ class Loader:
         self._on_demand: list[OnDemand] = []
         self._verified = False
         self._views: dict[tuple[Region, int], dict[str, torch.Tensor]] = {}
-        # the last pass's reads: (start, end), perf_counter times (host reads, on CUDA too)
-        self.last_reads: list[tuple[float, float]] = []
+        self._last_pass: _Pass | None = None
         self.counters = {'loads': 0, 'on_demand_loads': 0, 'stall_seconds': 0.0,
                          'lagged_requests': 0, 'request_lag_seconds': 0.0}
 
@@ -372,7 +371,12 @@ class Loader:
         lags = p.request_lags()
         self.counters['lagged_requests'] += len(lags)
         self.counters['request_lag_seconds'] += sum(lags)
-        self.last_reads = [(a, b) for a, b in zip(p.read_from, p.read_to) if a]
+        self._last_pass = p
+
+    def last_reads(self) -> list[tuple[float, float]]:
+        """The last pass's reads: (start, end), perf_counter times (host reads, on CUDA too)."""
+        p = self._last_pass
+        return [] if p is None else [(a, b) for a, b in zip(p.read_from, p.read_to) if a]
 
     def region(self, region: Region, offset: int, nbytes: int) -> torch.Tensor:
         """The bytes of a placed load as a uint8 tensor (where compute reads them)."""
