@@ -8,8 +8,7 @@ so the model keeps its parts apart instead of smearing one error over all of the
 - a visit's compute time, from visits no read overlapped: all of them in preload and in
   sequential mode; in pipelined frames those the executor's read times say no read ran
   beside (on CUDA, where reads and compute keep different clocks, those the simulator's account
-  of the frame says so). A visit that waited for its unit teaches the compute with its threads
-  busy that its time implies (the profile's fit of what waking costs);
+  of the frame says so);
 - a unit's read time, from sequential frames (its read ran alone), and the hand-off from a
   read's end to the compute that waited for it (their median);
 - the disk's streaming throughput, from frames that streamed (bytes / the disk's busy time);
@@ -41,7 +40,7 @@ import numpy as np
 
 from .executor import Record
 from .policy import Config, Mode
-from .simulate import WAITED_S, Pipeline, Prediction, simulate
+from .simulate import Pipeline, Prediction, simulate
 
 ALPHA = 0.2          # weight of a new measurement in the moving averages
 MIN_OVERLAP_S = 1e-3  # frames with less read-compute overlap say nothing about contention
@@ -111,15 +110,12 @@ class Calibrator:
 
     def _learn(self, rec: Record, visits: list[Any], pred: Prediction) -> None:
         self._prologue = self._fold1('prologue', visits[0].entered, self._prologue)
-        # a visit that waited for its unit computed slower than with its threads busy
-        # (Pipeline.woken_extra): learned as the busy compute that explains it
-        measured = np.array([v.done - v.ready for v in visits])
+        # a visit that waited for its unit also woke the compute threads (see simulate)
         woke = np.array(pred.stall_s) > 0
+        measured = np.array([v.done - v.ready for v in visits]) - self._base.wake_s * woke
         alone = np.array(pred.overlap_s) <= 0.0
         if rec.reads is not None:   # measured: where a slower disk than predicted overlapped
-            woke = np.array([v.ready - v.entered for v in visits]) > WAITED_S
             alone = covered(rec.reads, visits) <= ALONE * np.maximum(measured, 0.0)
-        measured = np.where(woke, self._base.busy_compute(measured), measured)
         self._compute = self._fold('compute', measured, self._compute, alone)
         mode = rec.config.mode
         if mode == Mode.SEQUENTIAL:

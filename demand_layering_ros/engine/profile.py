@@ -1,47 +1,40 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """Profiles: the disk, per-unit read time and per-visit compute time of one store on one machine.
 
-A profile is measured by the executor itself, never holding more than the pipelined minimum
-(safe at start-up on the robot): first a short probe of the disk (direct reads of the store at a
-few request sizes and depths; the best becomes the executor's I/O settings), then ``sequential``
+A profile is measured by the executor itself, never holding more than the minimum budget (safe
+at start-up on the robot): first a short probe of the disk (direct reads of the store at a few
+request sizes and depths; the best becomes the executor's I/O settings), then ``sequential``
 inferences at the minimum, where reads and compute never overlap, so each is measured alone;
-then (CPU) sequential ones with a few units resident, whose visits run straight after the visit
-before them, as in preload. Every visit of a sequential frame waited for its unit and its
-threads slept meanwhile, which made it slower (resnet152: by 1-22% of the frame's compute, from
-one process to the next); a fit on the visits measured both ways gives what waiting costs a
-visit, and so every visit's compute with its threads busy. Then ``pipelined`` inferences at the
-minimum give the disk's throughput while streaming beside compute, how much slower compute is
-while reads run, and how long a request waits for a reader once its turn came. On CUDA the
-compute times come from events on the compute stream (the GPU's time, no synchronisation per
-unit). It is saved as JSON next to the store and reused while the store, the device, the input
-shape and the thread count stay the same.
+then ``pipelined`` ones at the minimum, which give the disk's throughput while streaming beside
+compute, how much slower compute is while reads run, and how long a request waits for a reader
+once its turn came. On CUDA the compute times come from events on the compute stream (the GPU's
+time, no synchronisation per unit). It is saved as JSON next to the store and reused while the
+store, the device, the input shape and the thread count stay the same.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 import json
 import os
 from pathlib import Path
 import statistics
 import threading
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from .arena import HostArena
 from .policy import IOSettings, Layout
-from .simulate import WAITED_S, Pipeline
+from .simulate import Pipeline
 
-VERSION = 7
+VERSION = 6
 PROBE_SIZES = (1 << 20, 2 << 20, 4 << 20, 8 << 20)
 PROBE_DEPTHS = (1, 2, 4)
 PROBE_BYTES = 48 << 20      # read per probe setting (less for small stores)
 GOOD_ENOUGH = 0.95          # the smallest request size and depth within 5% of the best
-BUSY_VISITS = 48            # visits measured with their threads busy, to fit what waking costs
-BUSY_FRAMES = 8             # (in at most this many sequential frames)
+WAITED_S = 1e-4             # a visit whose unit came this much after it was entered waited
 
 
 @dataclass(frozen=True)
@@ -99,8 +92,7 @@ class Profile:
                 'compute_s': list(p.compute_s), 'prologue_s': p.prologue_s,
                 'stream_bps': p.stream_bps, 'handoff_s': p.handoff_s,
                 'compute_contention': p.compute_contention, 'io': asdict(p.io),
-                'wake_s': p.wake_s, 'wake_scale': p.wake_scale,
-                'request_lag_s': p.request_lag_s,
+                'wake_s': p.wake_s, 'request_lag_s': p.request_lag_s,
                 'disk': [list(d) for d in self.disk]}
 
     @classmethod
@@ -115,8 +107,7 @@ class Profile:
                         tuple(float(s) for s in d['compute_s']), float(d['prologue_s']),
                         float(d['stream_bps']), float(d['handoff_s']),
                         float(d['compute_contention']), IOSettings(**d['io']),
-                        float(d['wake_s']), float(d['request_lag_s']),
-                        float(d['wake_scale']))
+                        float(d['wake_s']), float(d['request_lag_s']))
         if not (len(lay.visits) == len(lay.holds) == len(pipe.compute_s)
                 and len(lay.nbytes) == len(pipe.read_s) == len(lay.offsets)
                 and all(0 <= v < len(lay.nbytes) for v in lay.visits)):
@@ -213,40 +204,28 @@ def _probe(reader: Any, buf: HostArena, size: int, depth: int, total: int) -> fl
     return total / (time.perf_counter() - t0)
 
 
-def busy_sets(dl: Any, seed: int = 0) -> Iterator[tuple[int, ...]]:
-    """Sets of units to keep resident in a sequential frame so that their visits run busy.
+def wake_penalty(samples: int = 40) -> float:
+    """Seconds a compute thread loses when it starts after waiting (its pool went to sleep).
 
-    A resident unit's visit follows the visit before it at once, with no read beside it: as in
-    preload. Each set is a random choice of units (another one each time, so they spread over
-    the model's sizes) that keeps the sequential minimum with them resident within the
-    pipelined minimum: the profile holds no more than it does anyway.
+    A small convolution timed straight after another and after a 2 ms wait (what a visit that
+    waits for its read sees); the difference, never below 0.
     """
-    cap = dl.min_budget('pipelined')
-    rng = np.random.default_rng(seed)
-    while True:
-        chosen: list[int] = []
-        for u in rng.permutation(len(dl.store.units)).tolist():
-            if dl.min_budget('sequential', chosen + [u]) <= cap:
-                chosen.append(u)
-        if not chosen:
-            return
-        yield tuple(sorted(chosen))
-
-
-def fit_wake(woken: np.ndarray, busy: np.ndarray) -> tuple[float, float]:
-    """``(wake_s, wake_scale)``: woken - busy = wake_s + wake_scale * busy, least squares.
-
-    The scale is never below 0 (then the extra is the median difference); fewer than three
-    visits give (0, 0).
-    """
-    if len(busy) < 3 or np.ptp(busy) <= 0:
-        return 0.0, 0.0
-    extra = woken - busy
-    (wake, scale), *_ = np.linalg.lstsq(np.vstack([np.ones_like(busy), busy]).T, extra,
-                                        rcond=None)
-    if scale < 0:
-        return float(np.median(extra)), 0.0
-    return float(wake), float(scale)
+    x = torch.randn(1, 64, 28, 28)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=1)
+    pause = threading.Event()
+    hot, woken = [], []
+    with torch.no_grad():
+        for _ in range(5):
+            conv(x)
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            conv(x)
+            hot.append(time.perf_counter() - t0)
+            pause.wait(0.002)
+            t0 = time.perf_counter()
+            conv(x)
+            woken.append(time.perf_counter() - t0)
+    return max(0.0, statistics.median(woken) - statistics.median(hot))
 
 
 def choose_io(disk: Sequence[tuple[int, int, float]], default: IOSettings) -> IOSettings:
@@ -265,37 +244,24 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
     """Measure a profile (see the module's docstring); the executor keeps the probe's I/O.
 
     The executor's configuration is restored afterwards. Per unit the read time is the median
-    of its reads; per visit the compute time is the median of (its end - its weights ready),
-    less what waiting for its unit added (fitted on the visits measured busy too). Inferences
-    whose visit order differs from the first run's are not used.
+    of its reads; per visit the compute time is the median of (its end - its weights ready).
+    Inferences whose visit order differs from the first run's are not used.
     """
     old = dl.config
     disk = probe_disk(dl.reader, dl.store.total_bytes) if probe else []
     dl.set_io(choose_io(disk, dl.io))
-    cpu = dl.device.type == 'cpu'
 
     def traced(n: int) -> list[list[Any]]:
         out = []
         for _ in range(n):
             trace: list[Any] = []
             dl.infer(*inputs, trace=trace)
-            out.append([v for v in trace if v.unit >= 0])
+            out.append(trace)
         return out
 
     try:
         dl.reconfigure(mode='sequential', budget_bytes=dl.min_budget('sequential'), resident=())
         traces = traced(warmup + runs)[warmup:]
-        busy_runs: list[tuple[tuple[int, ...], list[Any]]] = []
-        sets = busy_sets(dl) if cpu else iter(())
-        while len(busy_runs) < BUSY_FRAMES and sum(
-                len(t) for _r, t in busy_runs) < BUSY_VISITS:
-            resident = next(sets, None)
-            if resident is None:
-                break
-            dl.reconfigure(mode='sequential', budget_bytes=dl.min_budget('sequential', resident),
-                           resident=resident)
-            trace = traced(1)[0]
-            busy_runs.append((resident, [v for v in trace if v.unit in resident]))
         dl.reconfigure(mode='pipelined', budget_bytes=dl.min_budget('pipelined'), resident=())
         traced(1)
         before = dl.stats()
@@ -304,53 +270,43 @@ def measure(dl: Any, inputs: Sequence[Any], *, runs: int = 3, warmup: int = 1,
     finally:
         dl.reconfigure(mode=old.mode, budget_bytes=old.budget_bytes, resident=old.resident,
                        prefetch_depth=old.prefetch_depth)
+    wake = wake_penalty() if dl.device.type == 'cpu' else 0.0
     visits = [v.unit for v in traces[0]]
     traces = [t for t in traces if [v.unit for v in t] == visits]
     units = dl.store.units
     reads: list[list[float]] = [[] for _ in units]
-    prologue = [t[0].entered if t else 0.0 for t in traces]
-    woken = np.median([[v.done - v.ready for v in t] for t in traces], axis=0)
+    compute: list[list[float]] = [[] for _ in visits]
+    prologue = []
     for trace in traces:
-        for v in trace:
+        prologue.append(trace[0].entered if trace else 0.0)
+        for k, v in enumerate(trace):   # each sequential visit waited for its read: + wake
+            compute[k].append(max(0.0, v.done - v.ready - wake))
             if v.read_s > 0:
                 reads[v.unit].append(v.read_s)
-    busy: list[list[float]] = [[] for _ in visits]
-    for resident, trace in busy_runs:
-        mine = [k for k, u in enumerate(visits) if u in resident]
-        if [v.unit for v in trace] == [visits[k] for k in mine]:
-            for k, v in zip(mine, trace):
-                if v.ready - v.entered <= WAITED_S:
-                    busy[k].append(v.done - v.ready)
-    measured = [k for k, b in enumerate(busy) if b]
-    wake, scale = fit_wake(woken[measured], np.array([statistics.median(busy[k])
-                                                      for k in measured]))
     sec_per_byte = (sum(sum(r) for r in reads)
                     / max(1, sum(len(r) * units[u].nbytes for u, r in enumerate(reads))))
     read_s = tuple(statistics.median(r) if r else units[u].nbytes * sec_per_byte
                    for u, r in enumerate(reads))
     handoff = [v.handoff_s for tr in traces for v in tr if v.read_s > 0]
+    compute_s = tuple(statistics.median(c) for c in compute)
     streamed = after['bytes_read'] - before['bytes_read']
-    read_busy = after['read_seconds'] - before['read_seconds']
+    busy = after['read_seconds'] - before['read_seconds']
     lagged = after['lagged_requests'] - before['lagged_requests']
     lag = after['request_lag_seconds'] - before['request_lag_seconds']
-    pipe = Pipeline(dl.layout, read_s, (), statistics.median(prologue),
-                    streamed / read_busy if read_busy > 0 else 0.0,
-                    max(0.0, statistics.median(handoff)) if handoff else 0.0, 1.0, dl.io,
-                    wake, lag / lagged if lagged else 0.0, scale)
-    compute = pipe.busy_compute(np.maximum(woken, 0.0))
-    pipe = replace(pipe, compute_s=tuple(compute.tolist()))
     slowdown = []
     for tr in overlapped:
         if [v.unit for v in tr] != visits:
             continue
-        waited = np.array([v.ready - v.entered > WAITED_S for v in tr])
-        pipelined = sum(v.done - v.ready for v in tr) - float(
-            np.sum(pipe.woken_extra(compute) * waited))
-        overlap = min(float(compute.sum()), read_busy / max(1, len(overlapped)))
+        waited = sum(1 for v in tr if v.ready - v.entered > WAITED_S)
+        pipelined = sum(v.done - v.ready for v in tr) - wake * waited
+        overlap = min(sum(compute_s), busy / max(1, len(overlapped)))
         if overlap > 0:
-            slowdown.append(1.0 + (pipelined - float(compute.sum())) / overlap)
-    pipe = replace(pipe, compute_contention=max(1.0, statistics.median(slowdown))
-                   if slowdown else 1.0)
+            slowdown.append(1.0 + (pipelined - sum(compute_s)) / overlap)
+    pipe = Pipeline(dl.layout, read_s, compute_s, statistics.median(prologue),
+                    streamed / busy if busy > 0 else 0.0,
+                    max(0.0, statistics.median(handoff)) if handoff else 0.0,
+                    max(1.0, statistics.median(slowdown)) if slowdown else 1.0, dl.io, wake,
+                    lag / lagged if lagged else 0.0)
     return Profile(key_for(dl, inputs), pipe, tuple(u.name for u in units), len(traces),
                    dl.stats()['direct_io'], tuple(disk))
 

@@ -20,14 +20,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable
-
-import numpy as np
+from typing import Iterable
 
 from . import policy
 from .policy import Config, IOSettings, Layout, Mode, Plan
-
-WAITED_S = 1e-4   # a measured visit whose unit came this much after it was entered waited
 
 
 @dataclass(frozen=True)
@@ -36,8 +32,7 @@ class Pipeline:
 
     layout: Layout
     read_s: tuple[float, ...]         # per unit: its read alone (sequential)
-    # per visit: from its weights ready to the next visit, its threads busy (as in preload)
-    compute_s: tuple[float, ...]
+    compute_s: tuple[float, ...]      # per visit: from its weights ready to the next visit
     prologue_s: float = 0.0           # compute before the first unit
     # bytes per second the disk delivers while streaming (several requests in flight, compute
     # running beside it); 0: from ``read_s``
@@ -47,8 +42,8 @@ class Pipeline:
     # compute overlapping reads takes this many times longer (the cores are shared)
     compute_contention: float = 1.0
     io: IOSettings = field(default_factory=IOSettings)
-    # a visit whose compute thread had to wait for its unit computes ``wake_s + wake_scale *
-    # compute`` longer (never less) than with its threads busy (see :meth:`woken_extra`)
+    # a visit whose compute thread had to wait for its unit starts this much slower (the
+    # compute threads went to sleep meanwhile and must wake up: CPU only)
     wake_s: float = 0.0
     # streaming: from a request's turn (its gate entered, a reader free) to its read's start,
     # holding its reader while the disk does nothing for it: the reader wakes, or finishes the
@@ -56,24 +51,6 @@ class Pipeline:
     # (resnet152 at the pipelined minimum with one reader: 55-120 us a request on average,
     # 14-28 ms a frame, which replaying its frames without it left out)
     request_lag_s: float = 0.0
-    wake_scale: float = 0.0
-
-    def woken_extra(self, compute: Any) -> Any:
-        """Seconds a visit of ``compute`` seconds (with its threads busy) takes longer woken.
-
-        After a wait the compute threads have slept and the caches hold the read's data, not the
-        activations. Fitted over every visit (CPU, 2 threads), a visit took longer after a wait
-        by 11-17% of its compute - 11 to 32 us (resnet152, two processes; 0% + 14 us in a
-        third), 5-9% + 64-75 us (densenet201), 2% (SSD300), 1% + 97 us (RetinaNet). The
-        profile fits both on the visits it measures both ways; on CUDA they are 0.
-        """
-        return np.maximum(0.0, self.wake_s + self.wake_scale * np.asarray(compute))
-
-    def busy_compute(self, woken: Any) -> Any:
-        """The compute with its threads busy of visits measured ``woken`` (the inverse)."""
-        woken = np.asarray(woken, dtype=float)
-        busy = (woken - self.wake_s) / (1.0 + self.wake_scale)
-        return np.maximum(0.0, np.where(self.wake_s + self.wake_scale * busy >= 0.0, busy, woken))
 
     @property
     def nbytes(self) -> tuple[int, ...]:
@@ -163,7 +140,6 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
 
     submit(-1)
     slow = p.compute_contention - 1.0 if plan.config.mode == Mode.PIPELINED else 0.0
-    woken = p.woken_extra(p.compute_s).tolist()
     t = p.prologue_s
     stalls = []
     overlaps = []
@@ -177,7 +153,7 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
                 raise ValueError(f'visit {k}: its load is never read (plan deadlock)')
             start = max(t, max(disk.finish(i) for i in requests_of[j]) + p.handoff_s)
         stalls.append(start - t)
-        compute = p.compute_s[k] + (woken[k] if start > t else 0.0)
+        compute = p.compute_s[k] + (p.wake_s if start > t else 0.0)
         overlap = min(compute, disk.backlog(start))   # reads still running
         overlaps.append(overlap)
         t = start + compute + slow * overlap

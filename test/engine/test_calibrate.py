@@ -272,25 +272,3 @@ def test_a_visit_a_read_ran_beside_teaches_no_compute_whatever_the_model_said():
     for _ in range(3):
         cal.observe(apart)
     assert cal.pipeline.compute_s == pytest.approx(slow)
-
-
-def test_a_visit_that_waited_teaches_the_compute_its_threads_busy_would_have_had():
-    """Sequential visits computed slower after their threads slept: not learned as compute."""
-    woke = replace(PROFILE, wake_s=0.001, wake_scale=0.5)
-    busy = [0.030, 0.010, 0.030, 0.010]
-    slept = [1.5 * c + 0.001 for c in busy]
-    cal = Calibrator(woke)
-    for i in range(6):   # taking turns: whichever frame comes, the compute stays the same
-        if i % 2:
-            rec = timed(Mode.PRELOAD, 4 * B, busy, [0.0] * 4)
-        else:
-            rec = timed(Mode.SEQUENTIAL, B, slept, [0.010] * 4)._replace(reads=())
-        cal.observe(rec)
-        if i:   # (one measurement moves nothing)
-            assert cal.pipeline.compute_s == pytest.approx(busy)
-    assert cal.predict(Config(Mode.PRELOAD, 4 * B, frozenset())).latency_s == pytest.approx(
-        0.001 + sum(busy))
-    plain = Calibrator(PROFILE)   # with no extra for waking, the sequential frames' time
-    for _ in range(2):
-        plain.observe(timed(Mode.SEQUENTIAL, B, slept, [0.010] * 4)._replace(reads=()))
-    assert plain.pipeline.compute_s == pytest.approx(slept)

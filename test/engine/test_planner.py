@@ -171,22 +171,6 @@ def test_a_visit_that_waited_for_its_unit_pays_the_wake_up():
     pred = simulate(woken, 'pipelined', 2 * B)
     assert pred.latency_s == 4.25
     assert pred.latency_s == 4 + 0.25 * sum(1 for s in pred.stall_s if s > 0)
-    # the extra grows with the visit: 0.25 + 0.5 * compute (the 2 s visit pays 1.25)
-    scaled = pipe([1, 1, 1], [1, 2, 1], wake_s=0.25, wake_scale=0.5)
-    assert simulate(scaled, 'sequential', B).latency_s == 3 + 4 + 0.75 + 1.25 + 0.75
-    assert simulate(scaled, 'preload', 3 * B).latency_s == 4
-
-
-def test_the_busy_compute_of_a_woken_visit_inverts_the_extra_and_is_never_negative():
-    p = pipe([1, 1], [1, 1], wake_s=0.25, wake_scale=0.5)
-    busy = [0.0, 0.1, 1.0, 3.0]
-    woken = [c + float(p.woken_extra(c)) for c in busy]
-    assert p.busy_compute(woken) == pytest.approx(busy)
-    assert list(p.busy_compute([0.1, 0.25])) == [0.0, 0.0]   # faster than waking allows
-    # a negative wake_s: short visits pay nothing (the extra is never below 0)
-    q = pipe([1, 1], [1, 1], wake_s=-0.1, wake_scale=0.5)
-    assert float(q.woken_extra(0.1)) == 0.0 and float(q.woken_extra(1.0)) == 0.4
-    assert q.busy_compute([0.1, 1.4]) == pytest.approx([0.1, 1.0])
 
 
 def test_a_streamed_request_starts_its_lag_after_its_turn_while_the_disk_waits():

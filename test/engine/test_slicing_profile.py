@@ -1,7 +1,6 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """Output slicing below the largest layer, and profiles (measure, save, reuse, invalidate)."""
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -106,39 +105,4 @@ def test_profile_is_measured_saved_reused_and_invalidated(toy_store):
     assert profile.load(dl, (x,)) is None  # unreadable: measured again by load_or_measure
     again = profile.load_or_measure(dl, (x,), runs=1)
     assert profile.load(dl, (x,)) == again
-    dl.close()
-
-
-def test_what_waking_costs_is_fitted_on_the_visits_measured_both_ways():
-    busy = np.array([1e-4, 5e-4, 1e-3, 2e-3, 4e-3])
-    assert profile.fit_wake(busy * 1.2 + 3e-5, busy) == pytest.approx((3e-5, 0.2))
-    # the extra shrinking with the visit: no scale, the median extra (2e-5 - 1e-3 / 40)
-    assert profile.fit_wake(busy + 2e-5 - busy / 40, busy) == (pytest.approx(-5e-6), 0.0)
-    assert profile.fit_wake(busy[:2] * 2, busy[:2]) == (0.0, 0.0)   # too few to fit
-
-
-def test_the_busy_sets_stay_within_the_pipelined_minimum_and_spread(toy_store):
-    store, _x = toy_store
-    with empty_weights():
-        skeleton = Toy()
-    dl = DemandLayeredModel(skeleton, store, mode='sequential')
-    sets = profile.busy_sets(dl)
-    chosen = [next(sets) for _ in range(6)]
-    cap = dl.min_budget('pipelined')
-    assert all(dl.min_budget('sequential', s) <= cap for s in chosen)
-    assert len(set(chosen)) > 1 and len(set().union(*chosen)) > len(chosen[0])
-    dl.close()
-
-
-def test_a_profile_fits_waking_on_busy_visits_within_the_pipelined_minimum(toy_store):
-    store, x = toy_store
-    with empty_weights():
-        skeleton = Toy()
-    dl = DemandLayeredModel(skeleton, store, mode='sequential')
-    peaks = []
-    dl.observe(lambda rec: peaks.append(dl.stats()['weight_bytes_peak']))
-    prof = profile.measure(dl, (x,), runs=2, probe=False)
-    p = prof.pipeline
-    assert max(peaks) <= dl.min_budget('pipelined')
-    assert p.wake_scale >= 0 and all(c >= 0 for c in p.compute_s)
     dl.close()
