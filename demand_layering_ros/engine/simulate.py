@@ -25,6 +25,8 @@ from typing import Iterable
 from . import policy
 from .policy import Config, IOSettings, Layout, Mode, Plan
 
+INF = float('inf')
+
 
 @dataclass(frozen=True)
 class Pipeline:
@@ -127,13 +129,14 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
     for i, r in enumerate(plan.requests):
         for j in r.loads:
             requests_of[j].append(i)
+    gates = [r.gate for r in plan.requests]
     entry = [0.0] * n
     nxt = 0
 
     def submit(k: int) -> None:
         """Hand the disk every request whose gate visit (-1: the start) was entered by ``k``."""
         nonlocal nxt
-        while nxt < len(plan.requests) and plan.requests[nxt].gate <= k:
+        while nxt < len(gates) and gates[nxt] <= k:
             r = plan.requests[nxt]
             disk.submit(entry[r.gate] if r.gate >= 0 else 0.0, nxt, duration(r))
             nxt += 1
@@ -143,17 +146,22 @@ def simulate(p: Pipeline, mode: str, budget: int, resident: Iterable[int] = (),
     t = p.prologue_s
     stalls = []
     overlaps = []
+    load_of_visit, compute_s = plan.load_of_visit, p.compute_s
+    handoff, wake = p.handoff_s, p.wake_s
     for k in range(n):
         entry[k] = t
         submit(k)
-        j = plan.load_of_visit[k]
+        j = load_of_visit[k]
         start = t
         if j >= 0:
-            if not requests_of[j] or any(i >= nxt for i in requests_of[j]):
+            mine = requests_of[j]
+            if not mine or max(mine) >= nxt:
                 raise ValueError(f'visit {k}: its load is never read (plan deadlock)')
-            start = max(t, max(disk.finish(i) for i in requests_of[j]) + p.handoff_s)
+            ready = (disk.finish(mine[0]) if len(mine) == 1
+                     else max(disk.finish(i) for i in mine))
+            start = max(t, ready + handoff)
         stalls.append(start - t)
-        compute = p.compute_s[k] + (p.wake_s if start > t else 0.0)
+        compute = compute_s[k] + (wake if start > t else 0.0)
         overlap = min(compute, disk.backlog(start))   # reads still running
         overlaps.append(overlap)
         t = start + compute + slow * overlap
@@ -189,9 +197,10 @@ class _Disk:
 
     def finish(self, i: int) -> float:
         """When request ``i`` (submitted) is done."""
-        while self.done[i] is None:
-            self._step(float('inf'))
-        return self.done[i]
+        done = self.done
+        while done[i] is None:
+            self._step(INF)
+        return done[i]
 
     def backlog(self, at: float) -> float:
         """Seconds of work left at ``at`` (reads still running), everything submitted by then."""
@@ -201,33 +210,45 @@ class _Disk:
 
     def _step(self, until: float) -> None:
         """Take what may be taken, then run to the next completion, arrival, start or ``until``."""
-        taken = len(self.flight) + len(self.lagging)
-        while self.waiting and taken < self.depth and self.waiting[0][0] <= self.now:
-            _, i, work = self.waiting.popleft()
+        flight, lagging, waiting, now = self.flight, self.lagging, self.waiting, self.now
+        taken = len(flight) + len(lagging)
+        while waiting and taken < self.depth and waiting[0][0] <= now:
+            _, i, work = waiting.popleft()
             self.waiting_work -= work
-            self.lagging.append((self.now + self.lag, i, work))
+            lagging.append((now + self.lag, i, work))
             self.lagging_work += work
             taken += 1
-        while self.lagging and self.lagging[0][0] <= self.now:
-            _, i, work = self.lagging.popleft()
+        while lagging and lagging[0][0] <= now:
+            _, i, work = lagging.popleft()
             self.lagging_work -= work
-            self.flight[i] = work
-        arrival = (self.waiting[0][0] if self.waiting and taken < self.depth
-                   else float('inf'))
-        starts = self.lagging[0][0] if self.lagging else float('inf')
-        if not self.flight:
-            if arrival == starts == float('inf'):
+            flight[i] = work
+        arrival = waiting[0][0] if waiting and taken < self.depth else INF
+        starts = lagging[0][0] if lagging else INF
+        if not flight:
+            if arrival == starts == INF:
                 raise ValueError('the disk waits for a request that was never submitted')
             self.now = min(arrival, starts, until)
             return
-        share = len(self.flight)
-        first = min(self.flight.values())
-        completes = self.now + first * share
+        share = len(flight)
+        if share == 1:   # (the same arithmetic as below, without the loop)
+            (i, first), = flight.items()
+            completes = now + first
+            end = min(completes, arrival, starts, until)
+            left = 0.0 if end == completes else first - (end - now)
+            if left <= 1e-12:
+                del flight[i]
+                self.done[i] = end
+            else:
+                flight[i] = left
+            self.now = end
+            return
+        first = min(flight.values())
+        completes = now + first * share
         end = min(completes, arrival, starts, until)
-        ran = first if end == completes else (end - self.now) / share
-        for i in list(self.flight):
-            self.flight[i] -= ran
-            if self.flight[i] <= 1e-12:
-                del self.flight[i]
+        ran = first if end == completes else (end - now) / share
+        for i in list(flight):
+            flight[i] -= ran
+            if flight[i] <= 1e-12:
+                del flight[i]
                 self.done[i] = end
         self.now = end
