@@ -230,18 +230,6 @@ class _Disk:
             self.now = min(arrival, starts, until)
             return
         share = len(flight)
-        if share == 1:   # (the same arithmetic as below, without the loop)
-            (i, first), = flight.items()
-            completes = now + first
-            end = min(completes, arrival, starts, until)
-            left = 0.0 if end == completes else first - (end - now)
-            if left <= 1e-12:
-                del flight[i]
-                self.done[i] = end
-            else:
-                flight[i] = left
-            self.now = end
-            return
         first = min(flight.values())
         completes = now + first * share
         end = min(completes, arrival, starts, until)
