@@ -233,6 +233,20 @@ def test_a_newer_frame_supersedes_a_waiting_one():
     assert runner.slot.take(timeout=0).message == 'b'
 
 
+def test_a_camera_whose_frames_mostly_never_arrive_is_a_warning_with_its_rate():
+    runner, _det, clock, _pub, _ = make()
+    period = S // 30
+    # of a 30 Hz camera's frames, two in a row arrive, then every third: 8 in 20 arrive
+    taken = [k for k in range(200) if k % 20 in (0, 1, 4, 7, 10, 13, 16, 19)]
+    for k in taken:
+        runner.offer('m', 10 * S + k * period, clock.ns())
+    level, message = runner.health.assess()
+    assert level == Level.WARN and 'frames the camera stamped never arrived' in message
+    assert 'the camera at 30 Hz by its stamps' in message
+    truth = taken[-1] + 1 - len(taken)
+    assert 0.8 * truth <= runner.stats.counts['lost'] <= truth
+
+
 def test_errors_say_what_failed_first():
     err = RuntimeError('Weights only load failed.\nIn PyTorch 2.6, we changed ...\n'
                        'setting weights_only to False will likely succeed')

@@ -4,7 +4,8 @@
 Counters stay cumulative for dashboards, but a level computed from them never clears: one late
 frame an hour ago would keep a node WARN forever. Levels come from the last ``window_s``
 seconds instead: any failing frame -> ERROR with the last error; dropped, rejected, aborted or
-late frames and clock problems -> WARN saying which; a clean window -> OK.
+late frames, clock problems and a camera whose frames mostly never arrive -> WARN saying which;
+a clean window -> OK.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ import time
 from typing import Callable
 
 WINDOW_S = 10.0
+# WARN when at least this share of the frames the camera stamped never arrived: a few lost
+# frames are normal for best-effort QoS (and a jittery camera can pass for one losing some)
+LOST_SHARE = 0.5
+# kinds noted that are not an outcome of a frame the node took
+NOT_FRAMES = ('clock', 'received', 'lost')
 
 # outcome -> how a WARN message names it
 _WARN = {
@@ -43,12 +49,12 @@ class Health:
         self.window_s = window_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._events: deque[tuple[float, str, str | None]] = deque(maxlen=100_000)
+        self._events: deque[tuple[float, str, str | None, int]] = deque(maxlen=100_000)
 
-    def note(self, outcome: str, detail: str | None = None) -> None:
-        """Record an outcome ('processed', 'failed', 'rejected', ..., or 'clock') with a detail."""
+    def note(self, outcome: str, detail: str | None = None, n: int = 1) -> None:
+        """Record n of an outcome ('processed', 'failed', ...; 'clock', 'received' or 'lost')."""
         with self._lock:
-            self._events.append((self._clock(), outcome, detail))
+            self._events.append((self._clock(), outcome, detail, n))
 
     def assess(self) -> tuple[Level, str]:
         """The level and message of the last window (OK 'ok' when it is clean)."""
@@ -57,9 +63,11 @@ class Health:
             while self._events and now - self._events[0][0] > self.window_s:
                 self._events.popleft()
             events = list(self._events)
-        counts = Counter(kind for _t, kind, _d in events)
-        last = {kind: detail for _t, kind, detail in events if detail}
-        frames = sum(n for kind, n in counts.items() if kind != 'clock')
+        counts: Counter[str] = Counter()
+        for _t, kind, _d, n in events:
+            counts[kind] += n
+        last = {kind: detail for _t, kind, detail, _n in events if detail}
+        frames = sum(n for kind, n in counts.items() if kind not in NOT_FRAMES)
         span = f'in the last {self.window_s:g} s'
         if counts['failed']:
             return Level.ERROR, (f'{counts["failed"]} of {frames} frames failed {span}: '
@@ -71,6 +79,13 @@ class Health:
             if counts[kind]:
                 reason = f' ({last[kind]})' if kind in last and kind != 'dropped_stale' else ''
                 problems.append(f'{counts[kind]} frames {text}{reason}')
+        stamped = counts['lost'] + counts['received']
+        if counts['lost'] and counts['lost'] >= LOST_SHARE * stamped:
+            problems.append(
+                f'{counts["lost"]} of the {stamped} frames the camera stamped never arrived '
+                f'({last.get("lost", "gaps in the header stamps")}): a best-effort subscription '
+                'loses frames the transport cannot deliver; large images need the shared-memory '
+                'transport profile or a reliable subscription')
         if problems:
             return Level.WARN, f'{span}: ' + '; '.join(problems)
         return Level.OK, 'ok'

@@ -19,6 +19,7 @@ from typing import Any, Callable, Generic, Protocol, Sequence, TYPE_CHECKING, Ty
 
 import numpy as np
 
+from .arrivals import StampGaps
 from .deadline import Deadline, DeadlineReference
 from .frame_slot import FrameSlot
 from .health import Health
@@ -124,6 +125,7 @@ class FrameRunner(Generic[M]):
         self._settings = settings
         self.stats = FrameStats()
         self.health = Health(clock=monotonic)
+        self._gaps = StampGaps()
         self.slot: FrameSlot[Frame[M]] = FrameSlot()
         self._debug_slot: FrameSlot[tuple[M, np.ndarray, list[Detection]]] = FrameSlot()
         self.detector: DetectorPort | None = None
@@ -232,6 +234,12 @@ class FrameRunner(Generic[M]):
     def offer(self, message: M, stamp_ns: int, arrival_ns: int) -> None:
         """A frame arrived (receiving thread): it replaces a frame still waiting."""
         self.stats.received(arrival_ns)
+        self.health.note('received')
+        lost = self._gaps.lost(stamp_ns)
+        if lost:
+            self.stats.count('lost', lost)
+            self.health.note('lost', f'the camera at {1e9 / self._gaps.period_ns:.3g} Hz by '
+                             'its stamps', lost)
         if self.slot.put(Frame(message, stamp_ns, arrival_ns, self._perf())):
             self.stats.count('superseded')
 

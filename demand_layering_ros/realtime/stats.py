@@ -9,8 +9,9 @@ from typing import Mapping
 
 import numpy as np
 
+# 'lost': frames the camera stamped that never arrived (realtime.arrivals)
 OUTCOMES = ('received', 'processed', 'superseded', 'dropped_stale', 'aborted', 'deadline_missed',
-            'rejected', 'failed')
+            'rejected', 'failed', 'lost')
 # Where a processed frame's time went, in order: the camera's stamp to arrival in the node,
 # waiting in the slot behind the previous frame, message -> RGB, the detector, building and
 # publishing the result; 'convert_publish' is the node's own work beyond inference (the two
