@@ -543,6 +543,7 @@ class DemandLayeredModel:
             'read_bandwidth_bps': r.bandwidth_bps,
             'reads': r.reads,
             'stall_seconds': c['stall_seconds'],
+            'stall_seconds_per_inference': c['stall_seconds'] / since,
             'lagged_requests': c['lagged_requests'],
             'request_lag_seconds': c['request_lag_seconds'],
             'direct_io': r.direct_io,
