@@ -10,6 +10,12 @@ is measured anew at the start of each model (a profile from another run would ca
 machine speed into this run's predictions). Last, preload runs once more beside a plain ``dd``
 reading the store with direct I/O: how much the disk streaming slows compute on this machine
 when no code of this package does the reading.
+
+Each configuration's calibrated prediction is made before its frames run, from calibration
+frames in the same process. The calibration is repeated after them, as the disk is measured
+before and after: where the two predictions differ by more than the error looked for, the
+machine's speed moved during the row (this VM's did by 10-80% within a minute), and a miss
+there does not show the model wrong. The summary counts those rows apart.
 """
 
 from __future__ import annotations
@@ -60,7 +66,8 @@ def add_parser(sub: Any) -> None:
     b.add_argument('--calibrate', type=int, default=8, help='frames (taking turns at the '
                    'sequential and the pipelined minimum) that calibrate the model before each '
                    'configuration (its prediction is made then, before any frame of the '
-                   'configuration runs)')
+                   'configuration runs); repeated after its frames, into a calibrator of its '
+                   'own, to tell whether the machine held its speed meanwhile')
     b.add_argument('--curve-points', type=int, default=3,
                    help='extra measured points along the planner curve')
     from . import bench_streams   # --streams: two cameras in one node vs two nodes
@@ -154,14 +161,15 @@ def _summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     lat = sorted(r['latency_ms'] for r in rows if 'latency_ms' in r and not r.get('warmup'))
     stats = next((r['stats'] for r in rows if 'stats' in r), {})
     pred = next((r['prediction'] for r in rows if 'prediction' in r), {})
+    after = next((r['prediction_after'] for r in rows if 'prediction_after' in r), {})
     p90 = lat[min(len(lat) - 1, int(round(0.9 * (len(lat) - 1))))]
     return {'latency_ms_p50': statistics.median(lat), 'latency_ms_p90': p90,
             'latency_ms_all': lat, 'weight_bytes_peak': stats.get('weight_bytes_peak'),
             'rss_peak_bytes': stats.get('rss_peak_bytes'), 'direct_io': stats.get('direct_io'),
             'bytes_read_per_frame': stats.get('bytes_read_per_inference', 0),
-            'stall_ms_per_frame': stats.get('stall_seconds', 0) * 1e3 / max(
-                1, stats.get('inferences', 1)), 'device': stats.get('device'),
-            'calibrated_latency_ms': pred.get('calibrated_ms'),
+            'stall_ms_per_frame': stats.get('stall_seconds_per_inference', 0) * 1e3,
+            'device': stats.get('device'), 'calibrated_latency_ms': pred.get('calibrated_ms'),
+            'calibrated_after_ms': after.get('calibrated_ms'),
             'checksum_ms_per_frame': stats.get('checksum_seconds_per_inference', 0) * 1e3,
             'verify_cycle_frames': stats.get('verify_cycle_frames')}
 
@@ -316,6 +324,9 @@ def _against_preload(rows: list[dict[str, Any]], total: int, bandwidth: float) -
         if r.get('calibrated_latency_ms'):
             r['calibrated_error_pct'] = 100 * (r['calibrated_latency_ms'] / r['latency_ms_p50']
                                                - 1)
+            if r.get('calibrated_after_ms'):   # how far the machine moved over the row
+                r['calibration_drift_pct'] = 100 * (r['calibrated_after_ms']
+                                                    / r['calibrated_latency_ms'] - 1)
 
 
 def run_bench(args: argparse.Namespace) -> int:

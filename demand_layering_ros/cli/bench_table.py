@@ -12,6 +12,7 @@ from typing import Any
 from .bench import NOT_CONFIGURATIONS
 
 MiB = 2 ** 20
+WITHIN_PCT = 5.0   # the issue's band for a prediction: |predicted / measured - 1| <= 5%
 
 
 def _rows(rows: list[dict[str, Any]], model: str) -> dict[str, dict[str, Any]]:
@@ -26,13 +27,31 @@ def _beside(c: dict[str, dict[str, Any]]) -> str:
             f'{b["reader_bps"] / 1e6:.0f})')
 
 
+def _within(rows: list[dict[str, Any]], band: float = WITHIN_PCT) -> list[str]:
+    """How many calibrated predictions fell within ``band``, overall and where the machine held.
+
+    The machine held over a row when the calibration repeated after its frames predicted within
+    ``band`` of the one before them; elsewhere a miss may be the machine's, not the model's.
+    """
+    cal = [r for r in rows if r.get('calibrated_error_pct') is not None]
+    if not cal:
+        return []
+    held = [r for r in cal if abs(r.get('calibration_drift_pct', float('inf'))) <= band]
+
+    def met(rs: list[dict[str, Any]]) -> str:
+        return f'{sum(abs(r["calibrated_error_pct"]) <= band for r in rs)} of {len(rs)}'
+    return ['', f'Calibrated predictions within {band:g}% of the measured p50: {met(cal)}; '
+            f'where the machine held (the calibration after the frames within {band:g}% of the '
+            f'one before): {met(held)}.']
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one line per (model, configuration), then the summary against the targets."""
     models = list(dict.fromkeys(r['model'] for r in rows))
     out = ['| model | config | weight MiB (peak) | reduction | p50 ms | p90 ms | overhead | '
-           'predicted ms (profile) | error | predicted ms (calibrated) | error | floor ms | '
-           'efficiency | RSS peak MiB |',
-           '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
+           'predicted ms (profile) | error | predicted ms (calibrated) | error | '
+           'calibrated after | floor ms | efficiency | RSS peak MiB |',
+           '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|']
     for m in models:
         for name, r in _rows(rows, m).items():
             if name in NOT_CONFIGURATIONS:
@@ -46,6 +65,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                      f'{r["prediction_error_pct"]:+.1f}%' if pred else '-',
                      f'{cal:.0f}' if cal else '-',
                      f'{r["calibrated_error_pct"]:+.1f}%' if cal else '-',
+                     f'{r["calibration_drift_pct"]:+.1f}%' if 'calibration_drift_pct' in r
+                     else '-',
                      f'{r.get("floor_ms", 0):.0f}', f'{r.get("efficiency", 0):.2f}',
                      f'{r["rss_peak_bytes"] / MiB:.0f}']
             out.append('| ' + ' | '.join(cells) + ' |')
@@ -60,6 +81,7 @@ def table(rows: list[dict[str, Any]]) -> str:
                    f'{d["profile_compute_ms"]:.0f} | '
                    f'{nz.get("resident_bytes", 0) / MiB:.1f} | '
                    f'{d["analytic_resident_bytes"] / MiB:.1f} | {_beside(c)} |')
+    out += _within(rows)
     red = [_rows(rows, m)['pipelined_min']['reduction_pct'] for m in models
            if 'pipelined_min' in _rows(rows, m)]
     if red:

@@ -77,6 +77,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f'{rss / 2**20:.0f} MiB', flush=True)
     stats = dl.stats()
     stats['rss_peak_bytes'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    if args.profile and args.calibrate:
+        _calibrated_after(args, dl, x)
     dl.close()
     print(json.dumps({'stats': stats}) if args.json else stats)
     return 0
@@ -92,25 +94,50 @@ def _calibrated_prediction(args: argparse.Namespace, dl: Any, x: tuple) -> None:
     printed before any frame of that configuration runs, next to the profile's own.
     """
     from ..engine.calibrate import Calibrator
-    from ..engine.profile import Profile
-    prof = Profile.from_json(json.loads(Path(args.profile).read_text()))
+    prof = _profile(args)
     dl.set_io(prof.pipeline.io)
-    target = dl.config
     cal = Calibrator(prof.pipeline)
-    before = cal.predict(target).latency_s
-    if args.calibrate:
-        dl.observe(cal.observe)
-        every, dl.record_every = dl.record_every, 1   # CUDA records every tenth frame
-        for i in range(args.calibrate):
-            mode = ('sequential', 'pipelined')[i % 2]
-            dl.reconfigure(mode=mode, budget_bytes=dl.min_budget(mode), resident=())
-            dl(*x)
-        dl.record_every = every
-        dl.reconfigure(mode=target.mode, budget_bytes=target.budget_bytes,
-                       resident=target.resident, prefetch_depth=target.prefetch_depth)
+    before = cal.predict(dl.config).latency_s
+    _calibrate(dl, x, cal, args.calibrate)
     print(json.dumps({'prediction': {'profile_ms': before * 1e3,
-                                     'calibrated_ms': cal.predict(target).latency_s * 1e3,
+                                     'calibrated_ms': cal.predict(dl.config).latency_s * 1e3,
                                      'calibration_frames': cal.frames}}), flush=True)
+
+
+def _calibrated_after(args: argparse.Namespace, dl: Any, x: tuple) -> None:
+    """The same calibration once more, after the measured frames, into a calibrator of its own.
+
+    The prediction it gives is not the one the measured frames are judged by (that came before
+    them); it tells whether the machine held its speed meanwhile: predictions before and after
+    that differ by more than the error looked for mean the machine moved, not the model missed.
+    """
+    from ..engine.calibrate import Calibrator
+    cal = Calibrator(_profile(args).pipeline)
+    _calibrate(dl, x, cal, args.calibrate)
+    print(json.dumps({'prediction_after': {
+        'calibrated_ms': cal.predict(dl.config).latency_s * 1e3,
+        'calibration_frames': cal.frames}}), flush=True)
+
+
+def _profile(args: argparse.Namespace) -> Any:
+    from ..engine.profile import Profile
+    return Profile.from_json(json.loads(Path(args.profile).read_text()))
+
+
+def _calibrate(dl: Any, x: tuple, cal: Any, frames: int) -> None:
+    """``frames`` inferences into ``cal``, taking turns at the two minimums; target restored."""
+    if not frames:
+        return
+    target = dl.config
+    dl.observe(cal.observe)
+    every, dl.record_every = dl.record_every, 1   # CUDA records every tenth frame
+    for i in range(frames):
+        mode = ('sequential', 'pipelined')[i % 2]
+        dl.reconfigure(mode=mode, budget_bytes=dl.min_budget(mode), resident=())
+        dl(*x)
+    dl.record_every = every
+    dl.reconfigure(mode=target.mode, budget_bytes=target.budget_bytes,
+                   resident=target.resident, prefetch_depth=target.prefetch_depth)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
