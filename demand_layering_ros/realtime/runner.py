@@ -20,7 +20,6 @@ from typing import Any, Callable, Generic, Protocol, Sequence, TYPE_CHECKING, Ty
 import numpy as np
 
 from .arrivals import StampGaps
-from .background import lower_priority, switch_often
 from .deadline import Deadline, DeadlineReference
 from .frame_slot import FrameSlot
 from .health import Health
@@ -206,7 +205,6 @@ class FrameRunner(Generic[M]):
     # -- threads ------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the inference and debug-image threads."""
-        switch_often()   # inference takes the GIL back soon after another thread's Python
         self._stopping.clear()
         self.slot.reopen()
         self._debug_slot.reopen()
@@ -253,7 +251,6 @@ class FrameRunner(Generic[M]):
 
     def _debug_loop(self) -> None:
         assert self._debug is not None
-        lower_priority()   # drawing must not slow inference (realtime.background)
         while not self._stopping.is_set():
             item = self._debug_slot.take(timeout=0.5)
             if item is None or self._stopping.is_set():

@@ -27,7 +27,6 @@ from typing import Callable, TYPE_CHECKING
 import numpy as np
 
 from .auto_tune import frames_for, TOLERANCE
-from .background import lower_priority
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -214,7 +213,6 @@ class TuningLoop:
         return event
 
     def _loop(self, settings: Callable[[], Settings]) -> None:
-        lower_priority()   # a plan must not slow the frames beside it (realtime.background)
         while not self._stopping.is_set():
             if not self._wanted.wait(0.5) or self._stopping.is_set():
                 continue

@@ -30,7 +30,6 @@ from ..engine.policy import Config
 from ..engine.turns import Turns
 from ..perception.detector import Detector
 from ..realtime.auto_tune import HISTORY, QUANTILE
-from ..realtime.background import lower_priority
 from ..realtime.runner import FrameRunner
 from ..realtime.shared_budget import (engine_targets, mode_margin, Request, SharedBudget,
                                       StreamEngine)
@@ -173,7 +172,6 @@ class SharedEngines:
         since = self.budget.generation
 
         def replan() -> None:
-            lower_priority()   # beside the streams' inference (realtime.background)
             try:
                 # a plan of the parameters made meanwhile is newer: this one is dropped
                 self.apply(self.budget.plan(req), req, since)
