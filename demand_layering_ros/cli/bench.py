@@ -14,7 +14,7 @@ when no code of this package does the reading.
 Each configuration's calibrated prediction is made before its frames run, from calibration
 frames in the same process. The calibration is repeated after them, as the disk is measured
 before and after: where the two predictions differ by more than the error looked for, the
-machine's speed moved during the row (on this VM by up to 37% over one row of half a minute),
+machine's speed moved during the row (on this VM by up to 37% within one row),
 and a miss there does not show the model wrong. The summary counts those rows apart.
 """
 
