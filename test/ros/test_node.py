@@ -314,7 +314,7 @@ def test_camera_sized_frames_reach_the_node_at_the_default_best_effort_qos(live,
 def test_publishers_without_frames_get_a_warn_with_the_cause_and_the_fix(live):
     """A camera started without the profile loses every 1080p frame: the node says why.
 
-    1080p (6.2 MB, about 95 fragments through a 512 KiB segment) was lost in every run here; VGA
+    1080p (6.2 MB, about 95 fragments through a 512 KiB segment) was lost in all runs but one; VGA
     (0.9 MB) mostly: CI saw a few VGA frames through, a few seconds apart, which kept the node
     from ever going 5 s without one.
     """
@@ -338,8 +338,9 @@ def test_publishers_without_frames_get_a_warn_with_the_cause_and_the_fix(live):
         assert d['_level'] == DiagnosticStatus.WARN
         assert 'shared-memory segment' in d['_message']
         assert 'fastdds_large_frames.xml' in d['_message']
-        # the cause is real: no frame of the camera's arrived
-        assert float(d['received']) == before, (d['received'], before)
+        # the cause is real: of the camera's frames none arrived, or a stray one (CI once saw
+        # one of the 40 get through before the 5 s without frames)
+        assert float(d['received']) - before <= 2, (d['received'], before)
     finally:
         os.killpg(camera.pid, signal.SIGKILL)
         camera.wait(timeout=10)
