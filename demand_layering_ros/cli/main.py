@@ -57,8 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         budget = int(args.budget_x_largest * store.largest_unit_bytes)
     resident = [int(i) for i in args.resident.split(',') if i] if args.resident else ()
     dl, x = _open_model(args, store, mode=args.mode, budget_bytes=budget, resident=resident)
-    if args.profile:
-        _calibrated_prediction(args, dl, x)
+    pipe = _calibrated_prediction(args, dl, x) if args.profile else None
     page = os.sysconf('SC_PAGE_SIZE')
     for i in range(args.warmup + args.frames):
         t0 = time.perf_counter()
@@ -77,24 +76,26 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f'{rss / 2**20:.0f} MiB', flush=True)
     stats = dl.stats()
     stats['rss_peak_bytes'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    if args.profile and args.calibrate:
-        _calibrated_after(args, dl, x)
+    if pipe is not None and args.calibrate:
+        _calibrated_after(pipe, dl, x, args.calibrate)
     dl.close()
     print(json.dumps({'stats': stats}) if args.json else stats)
     return 0
 
 
-def _calibrated_prediction(args: argparse.Namespace, dl: Any, x: tuple) -> None:
+def _calibrated_prediction(args: argparse.Namespace, dl: Any, x: tuple) -> Any:
     """Read with the profile's I/O settings; with ``--calibrate N``, predict like a node would.
 
     N inferences feed the calibrator, taking turns at the sequential and the pipelined minimum
     (not the configuration being measured): a sequential frame times each visit's compute and
     each read alone, a pipelined one the disk's streaming speed and how much reads slow
     compute; each follows a reconfiguration. Its prediction for the requested configuration is
-    printed before any frame of that configuration runs, next to the profile's own.
+    printed before any frame of that configuration runs, next to the profile's own. Returns
+    the profile's pipeline.
     """
     from ..engine.calibrate import Calibrator
-    prof = _profile(args)
+    from ..engine.profile import Profile
+    prof = Profile.from_json(json.loads(Path(args.profile).read_text()))
     dl.set_io(prof.pipeline.io)
     cal = Calibrator(prof.pipeline)
     before = cal.predict(dl.config).latency_s
@@ -102,9 +103,10 @@ def _calibrated_prediction(args: argparse.Namespace, dl: Any, x: tuple) -> None:
     print(json.dumps({'prediction': {'profile_ms': before * 1e3,
                                      'calibrated_ms': cal.predict(dl.config).latency_s * 1e3,
                                      'calibration_frames': cal.frames}}), flush=True)
+    return prof.pipeline
 
 
-def _calibrated_after(args: argparse.Namespace, dl: Any, x: tuple) -> None:
+def _calibrated_after(pipe: Any, dl: Any, x: tuple, frames: int) -> None:
     """The same calibration once more, after the measured frames, into a calibrator of its own.
 
     The prediction it gives is not the one the measured frames are judged by (that came before
@@ -112,16 +114,11 @@ def _calibrated_after(args: argparse.Namespace, dl: Any, x: tuple) -> None:
     that differ by more than the error looked for mean the machine moved, not the model missed.
     """
     from ..engine.calibrate import Calibrator
-    cal = Calibrator(_profile(args).pipeline)
-    _calibrate(dl, x, cal, args.calibrate)
+    cal = Calibrator(pipe)
+    _calibrate(dl, x, cal, frames)
     print(json.dumps({'prediction_after': {
         'calibrated_ms': cal.predict(dl.config).latency_s * 1e3,
         'calibration_frames': cal.frames}}), flush=True)
-
-
-def _profile(args: argparse.Namespace) -> Any:
-    from ..engine.profile import Profile
-    return Profile.from_json(json.loads(Path(args.profile).read_text()))
 
 
 def _calibrate(dl: Any, x: tuple, cal: Any, frames: int) -> None:
