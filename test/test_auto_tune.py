@@ -4,7 +4,7 @@
 import pytest
 
 from demand_layering_ros.engine.policy import Layout
-from demand_layering_ros.engine.simulate import Pipeline
+from demand_layering_ros.engine.simulate import Pipeline, simulate
 from demand_layering_ros.realtime.auto_tune import AutoTuner, FIRST, HOLDOFF, LOW, WINDOW
 
 B = 4096
@@ -82,6 +82,20 @@ def test_each_mode_keeps_its_own_correction():
     assert tuner.ratio('preload', 0.5) == pytest.approx(1.0)
     assert tuner.ratio('sequential', 0.5) == pytest.approx(1.4)
     assert tuner.plan(4.0, None).mode == 'preload' and tuner.state.met
+
+
+def test_frames_of_other_configurations_teach_their_mode_the_model_error():
+    """Frames run before auto_tune (a configuration the parameters chose) count as its own."""
+    untaught = AutoTuner(IO_BOUND).plan(7.0, None)
+    tuner = AutoTuner(IO_BOUND)
+    floor = IO_BOUND.min_budget('pipelined')
+    model = simulate(IO_BOUND, 'pipelined', floor).latency_s
+    for _ in range(WINDOW):
+        tuner.learn('pipelined', floor, frozenset(), model * 1.3)
+    tuner.learn('pipelined', floor - 1, frozenset(), 99.0)   # below its minimum: no model
+    plan = tuner.plan(7.0, None)
+    assert untaught.mode == 'pipelined' and tuner.state.ratio == pytest.approx(1.3)
+    assert plan.predicted_s * 1.3 <= 7.0 < untaught.predicted_s * 1.3
 
 
 def test_after_a_replan_for_speed_memory_is_held_for_the_holdoff():

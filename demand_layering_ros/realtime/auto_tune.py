@@ -2,23 +2,23 @@
 """Auto-tuning: the least weight memory whose predicted delay meets the deadline, kept true.
 
 The planner predicts from the calibrated model (``engine.calibrate``); what the model still
-misses is kept, per execution mode, as measured / predicted over recent frames (a node busy
-with a camera stream runs sequential and pipelined configurations slower than its idle profile
-says, preloaded ones hardly at all). A plan aims a quantile of its mode's ratio at the target
-(``quantile``: the share of frames that should meet it; 0.9 unless asked, so nine frames in ten
-meet it even when the model is a little off), or the median of the last eight frames' ratio,
-when a machine that just slowed down makes that higher. The tuner
-re-plans when the plan in force leaves its band, judged on its last eight frames (from its
-fifth on): for speed when their median is above the target (most frames would miss: more
-memory; a few slow frames, the machine stalling, do not count, a slower machine does), or when
-more of its frames than twice the share allowed (1 - quantile) were over the target, once it
-has run enough frames to tell (at least 2 / (1 - quantile): stalls more frequent than the
-quantile allows are a slower machine for it), or to
-give memory back when even their 90th percentile is far below the target, and the planner's
-correction agrees (not within HOLDOFF frames of a re-plan for speed: a configuration just left
-for being slow looks fast again from the safer one, and going back to it would oscillate).
-The band's room between its edges, the window, the hold-off and leaving out the frame that
-brings a new plan's resident units in keep it from oscillating.
+misses is kept, per execution mode, as measured / predicted over recent frames, whoever chose
+their configuration (a node busy with a camera stream runs sequential and pipelined
+configurations slower than its idle profile says, preloaded ones hardly at all). A plan aims a
+quantile of its mode's ratio at the target (``quantile``: the share of frames that should meet
+it; 0.9 unless asked, so nine frames in ten meet it even when the model is a little off), or
+the median of the last eight frames' ratio, when a machine that just slowed down makes that
+higher. The tuner re-plans when the plan in force leaves its band, judged on its last eight
+frames (from its fifth on): for speed when their median is above the target (most frames would
+miss: more memory; a few slow frames, the machine stalling, do not count, a slower machine
+does), or when more of its frames than twice the share allowed (1 - quantile) were over the
+target, once it has run enough frames to tell (at least 2 / (1 - quantile): stalls more
+frequent than the quantile allows are a slower machine for it), or to give memory back when
+even their 90th percentile is far below the target, and the planner's correction agrees (not
+within HOLDOFF frames of a re-plan for speed: a configuration just left for being slow looks
+fast again from the safer one, and going back to it would oscillate). The band's room between
+its edges, the window, the hold-off and leaving out the frame that brings a new plan's resident
+units in keep it from oscillating.
 """
 
 from __future__ import annotations
@@ -132,8 +132,7 @@ class AutoTuner:
         model = self._model_s(plan)
         if model <= 0:
             return False
-        self._ratios.setdefault(str(plan.mode), deque(maxlen=HISTORY)).append(
-            measured_s / model)
+        self._remember(plan.mode, measured_s / model)
         self._judged += 1
         self._over += measured_s > st.target_s * (1 + TOLERANCE)
         self._since_slow += 1
@@ -155,10 +154,29 @@ class AutoTuner:
             self._since_slow = 0
         return slow or spare
 
+    def learn(self, mode: str, budget_bytes: int, resident: frozenset[int],
+              measured_s: float) -> None:
+        """Record one inference of a configuration that is not the tuner's plan.
+
+        What the model misses is the machine's, whoever chose the configuration: frames run
+        before auto_tune was turned on (or with the plan on its way out) teach the first plan
+        how far its mode's predictions are off. Only the ratios learn; nothing is judged.
+        """
+        model = self._model_of(mode, budget_bytes, resident)
+        if model > 0:
+            self._remember(mode, measured_s / model)
+
+    def _remember(self, mode: str, ratio: float) -> None:
+        self._ratios.setdefault(str(mode), deque(maxlen=HISTORY)).append(ratio)
+
     def _model_s(self, plan: Plan) -> float:
+        return self._model_of(plan.mode, plan.budget_bytes, plan.resident, plan.prefetch_depth)
+
+    def _model_of(self, mode: str, budget_bytes: int, resident: frozenset[int],
+                  prefetch_depth: int | None = None) -> float:
         try:
-            return simulate(self.calibrator.pipeline, plan.mode, plan.budget_bytes,
-                            plan.resident, plan.prefetch_depth).latency_s
+            return simulate(self.calibrator.pipeline, mode, budget_bytes, resident,
+                            prefetch_depth).latency_s
         except ValueError:
             return 0.0
 

@@ -7,7 +7,9 @@ frames for that long - exactly when a new deadline asks for speed. Here a thread
 plans while the engine keeps the configuration in force; the finished plan is handed to the
 engine, which applies it before its next inference (never during one). The tuner
 (``auto_tune.AutoTuner``) judges only frames that ran with its plan's configuration, so a
-frame of the old plan is never held against the new one.
+frame of the old plan is never held against the new one. Frames of any other configuration
+(before auto_tune was turned on, or of the plan on its way out) still teach it how far the
+model is off, each configuration's first frame left out: it also reads the resident units in.
 
 The deadline is on the node clock, inference is timed on the wall clock: when the node clock
 runs at another rate (a bag replayed slower with use_sim_time) the target is converted with the
@@ -74,12 +76,14 @@ class TuningLoop:
         self._clock: deque[tuple[float, float]] = deque(maxlen=WINDOW)  # (node s, wall s)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._last_ran: ConfigKey | None = None    # the configuration of the last frame
 
     # -- lifecycle ----------------------------------------------------------------------------
     def attach(self, tuner: 'AutoTuner | None') -> None:
         """Tune with ``tuner`` (None: no auto-tune)."""
         with self._plan_lock:
             self.tuner, self.in_force = tuner, None
+        self._last_ran = None
 
     def start(self, settings: Callable[[], Settings]) -> None:
         """Plan on a thread of its own from now on (``settings``: the snapshot in force)."""
@@ -139,18 +143,22 @@ class TuningLoop:
         outside = latency_ms - inference_s * 1e3 * self.clock_rate()
         if outside >= 0:
             self._outside_ms.append(outside)
+        # the frame that first runs a configuration also reads its resident units in
+        first, self._last_ran = ran != self._last_ran, ran
         tuner = self.tuner
-        if not s.auto_tune or tuner is None or ran is None:
+        if tuner is None or ran is None:
             return
         # while a plan is being made the plan in force is on its way out: not judged
         if not self._tuner_lock.acquire(blocking=False):
             return
         try:
             plan = tuner.state.plan
-            # the frame that first runs a new plan also reads its resident units in: the
-            # tuner leaves that one out itself
-            if plan is not None and key(plan) == ran and tuner.observe(inference_s):
-                self._wanted.set()
+            if s.auto_tune and plan is not None and key(plan) == ran:
+                if tuner.observe(inference_s):   # (it leaves the first frame out itself)
+                    self._wanted.set()
+            elif not first:
+                # any other configuration's frames teach the tuner the model's error
+                tuner.learn(*ran, inference_s)
         finally:
             self._tuner_lock.release()
 
