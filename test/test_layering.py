@@ -23,3 +23,10 @@ def test_layer_imports_no_rclpy(layer):
             'bad = [m for m in sys.modules if m.startswith(ros)]; '
             'assert not bad, bad')
     subprocess.run([sys.executable, '-c', code], check=True, timeout=120)
+
+
+def test_the_planner_imports_without_torch():
+    """The planning process (``engine.plan_worker``) stays small: no torch in it."""
+    code = ('import sys, demand_layering_ros.engine.plan_worker; '
+            'assert "torch" not in sys.modules')
+    subprocess.run([sys.executable, '-c', code], check=True, timeout=120)

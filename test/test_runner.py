@@ -534,11 +534,12 @@ class BlockingTuner(AutoTuner):
         self.planning = threading.Event()
         self.judged = 0
 
-    def plan(self, target_s, max_budget, quantile=0.9):
+    def plan(self, target_s, max_budget, quantile=0.9, **kw):
         self.planning.set()
         assert self.go.wait(10)
         self.planning.clear()
-        return super().plan(target_s, max_budget, quantile)
+        self.searched_by = kw.get('search')
+        return super().plan(target_s, max_budget, quantile, **kw)
 
     def observe(self, measured_s):
         self.judged += 1
@@ -594,7 +595,9 @@ def test_planning_runs_off_the_inference_thread_and_never_stalls_frames():
         assert max(r.inference_ms for r in reports) < 500   # none waited for the planner
         tuner.go.set()
         frames_while(lambda: not det.given, 3)
-        assert det.given[0][0] == 'dl-plan'   # handed over by the planning thread
+        frames_while(lambda: False, 2)   # the plan runs from the frame after it was handed
+        assert det.given[0][0] == 'dl-plan'   # handed over by the planning thread ...
+        assert tuner.searched_by.__self__.pid is not None   # ... searched by its process
         # ... and run from the next frame on: every frame since then was the plan's
         time.sleep(0.2)   # the last frame offered is done
         first = det.given[0][1]
@@ -610,6 +613,7 @@ def test_planning_runs_off_the_inference_thread_and_never_stalls_frames():
         assert tuner.judged == judged and len(det.given) == 1
         tuner.go.set()
         frames_while(lambda: len(det.given) < 2, 3)
+        frames_while(lambda: False, 2)
         assert len(det.given) == 2 and tuner.state.plan is runner.tuning.in_force
         assert tuner.state.plan.budget_bytes > MODEL.min_budget('sequential')
         assert reports[-1].budget_bytes == tuner.state.plan.budget_bytes

@@ -10,18 +10,29 @@ Pure PyTorch and the OS; no ROS. Usable as a library on its own::
     out = dl(example)
 """
 
-from .errors import (BudgetError, ConfigError, EngineError, InferenceAborted,
-                     StoreChangedError, StoreCorruptError, StoreError, StoreExistsError,
-                     StoreFormatError, StoreMismatchError)
-from .executor import DemandLayeredModel, MODES, Record, Visit
-from .loaders import Disk
-from .policy import Config, IOSettings, Mode
-from .skeleton import empty_weights
-from .store import LayerStore, Unit
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    'BudgetError', 'Config', 'ConfigError', 'DemandLayeredModel', 'Disk', 'EngineError',
-    'IOSettings', 'InferenceAborted', 'LayerStore', 'MODES', 'Mode', 'StoreChangedError',
-    'StoreCorruptError', 'StoreError', 'StoreExistsError', 'StoreFormatError',
-    'StoreMismatchError', 'Record', 'Unit', 'Visit', 'empty_weights',
-]
+# names -> the module that defines them, imported on first use: the planner (and the process
+# that plans beside inference, ``plan_worker``) imports without torch
+_HOME = {
+    **dict.fromkeys(('BudgetError', 'ConfigError', 'EngineError', 'InferenceAborted',
+                     'StoreChangedError', 'StoreCorruptError', 'StoreError',
+                     'StoreExistsError', 'StoreFormatError', 'StoreMismatchError'), 'errors'),
+    **dict.fromkeys(('DemandLayeredModel', 'MODES', 'Record', 'Visit'), 'executor'),
+    'Disk': 'loaders',
+    **dict.fromkeys(('Config', 'IOSettings', 'Mode'), 'policy'),
+    'empty_weights': 'skeleton',
+    **dict.fromkeys(('LayerStore', 'Unit'), 'store'),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """The exported name, its module imported now (PEP 562)."""
+    home = _HOME.get(name)
+    if home is None:
+        raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+    return getattr(import_module(f'.{home}', __name__), name)
+
+
+__all__ = sorted(_HOME)

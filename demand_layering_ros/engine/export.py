@@ -13,11 +13,12 @@ import zlib
 import torch
 from tqdm import tqdm
 
+from .align import ALIGN, align_up
 from .errors import StoreError, StoreExistsError
+from .format import (BindingKind, data_start_for, DTYPE_NAMES, encode_header,
+                     PAD_PREFIX, TENSOR_ALIGN)
 from .page_cache import evict
 from .slicing import slice_rows, sliceable
-from .format import (ALIGN, align_up, BindingKind, data_start_for, DTYPE_NAMES, encode_header,
-                     PAD_PREFIX, TENSOR_ALIGN)
 
 MERGE_BYTES = 1 << 20      # consecutive units are merged while the group stays below this
 TINY_BYTES = 64 << 10      # a unit this small always joins its predecessor's group

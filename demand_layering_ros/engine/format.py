@@ -23,11 +23,11 @@ from typing import Any
 
 import torch
 
+from .align import ALIGN, align_up
 from .errors import StoreFormatError
 
 FORMAT = 'demand_layering/1'
 META_KEY = 'demand_layering'
-ALIGN = 4096          # unit regions: direct I/O needs block-aligned offsets, lengths and buffers
 TENSOR_ALIGN = 64     # tensors inside a unit: cache-line aligned views
 PAD_PREFIX = '__pad__.'
 MAX_HEADER = 256 << 20
@@ -38,11 +38,6 @@ DTYPES: dict[str, torch.dtype] = {
     'U8': torch.uint8, 'BOOL': torch.bool,
 }
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
-
-
-def align_up(n: int, to: int = ALIGN) -> int:
-    """Round ``n`` up to a multiple of ``to``."""
-    return (n + to - 1) // to * to
 
 
 class BindingKind(enum.StrEnum):

@@ -25,17 +25,12 @@ from torch import nn
 
 from .errors import ConfigError
 from .executor import DemandLayeredModel, Record
-from .policy import Config, IOSettings
+from .policy import Config, IOSettings, weight_bytes_of
 
 SUMMED = ('weight_bytes', 'weight_bytes_peak', 'bytes_read', 'read_seconds', 'reads',
           'stall_seconds', 'on_demand_loads', 'unit_loads', 'inferences', 'aborted',
           'checksum_seconds', 'checksum_bytes', 'maps', 'maps_total', 'lagged_requests',
           'request_lag_seconds')
-
-
-def weight_bytes_of(budget_bytes: int, resident_bytes: int, lanes: int) -> int:
-    """What ``lanes`` lanes hold at most under one configuration: the resident units once."""
-    return budget_bytes + (lanes - 1) * (budget_bytes - resident_bytes)
 
 
 class Lanes:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from .lanes import weight_bytes_of
+from .policy import weight_bytes_of
 from .simulate import Pipeline, Prediction, simulate
 
 CANDIDATES = 4         # units tried per greedy step (those with the largest stalls)

@@ -25,7 +25,7 @@ import enum
 from functools import cached_property, lru_cache
 from typing import Callable, Iterable, TYPE_CHECKING
 
-from .format import ALIGN, align_up
+from .align import ALIGN, align_up
 
 if TYPE_CHECKING:
     from .store import LayerStore
@@ -209,6 +209,11 @@ def min_budget(layout: Layout, mode: Mode | str, resident: Iterable[int] = (),
     held, ring = _min_regions(layout, res, _lead(mode))
     total = sum(layout.nbytes[i] for i in res) + held + ring + staging_bytes(layout, res, io)
     return min(total, everything)
+
+
+def weight_bytes_of(budget_bytes: int, resident_bytes: int, lanes: int) -> int:
+    """What ``lanes`` lanes hold at most under one configuration: the resident units once."""
+    return budget_bytes + (lanes - 1) * (budget_bytes - resident_bytes)
 
 
 def plan(layout: Layout, config: Config, io: IOSettings | None = None) -> Plan:

@@ -14,8 +14,9 @@ import zlib
 
 import torch
 
+from .align import ALIGN
 from .errors import StoreCorruptError, StoreFormatError
-from .format import ALIGN, MAX_HEADER, parse_header, Unit
+from .format import MAX_HEADER, parse_header, Unit
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from ..engine.calibrate import Calibrator
 from ..engine.planner import Plan, plan_for_deadline
+from ..engine.policy import Mode
 from ..engine.simulate import Pipeline, simulate
 
 WINDOW = 8          # the frames a plan is judged on: its last this many ...
@@ -80,14 +82,20 @@ class AutoTuner:
         self._since_slow = HOLDOFF   # frames judged since the last re-plan for speed
         self.quantile = QUANTILE
 
-    def plan(self, target_s: float, max_budget: int | None, quantile: float = QUANTILE) -> Plan:
-        """Plan for an inference time of ``target_s`` at ``quantile`` of recent frames."""
+    def plan(self, target_s: float, max_budget: int | None, quantile: float = QUANTILE,
+             search: Callable[..., tuple[Plan, bool]] = plan_for_deadline) -> Plan:
+        """Plan for an inference time of ``target_s`` at ``quantile`` of recent frames.
+
+        ``search``: ``plan_for_deadline`` here, or a planning process's (``PlanWorker``).
+        """
         st = self.state
         if abs(target_s - st.target_s) > NEW_TARGET * st.target_s or quantile != self.quantile:
             self._since_slow = HOLDOFF   # a new deadline (or share of frames): nothing to hold
         self.quantile = quantile
-        plan, met = plan_for_deadline(self.calibrator.pipeline, target_s, max_budget,
-                                      correction=self._correction)
+        # the corrections as plain data: the search may run in another process
+        correction = {str(m): self._correction(str(m)) for m in Mode}
+        plan, met = search(self.calibrator.pipeline, target_s, max_budget,
+                           correction=correction.__getitem__)
         st.plan, st.met, st.target_s = plan, met, target_s
         st.ratio = self._correction(plan.mode)
         st.replans += 1

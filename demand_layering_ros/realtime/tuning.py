@@ -4,10 +4,11 @@
 Planning a deadline takes from milliseconds to a few seconds on large models (a bisection of
 budgets, each a greedy search over resident sets). Done on the inference thread it would stall
 frames for that long - exactly when a new deadline asks for speed. Here a thread of its own
-plans while the engine keeps the configuration in force; the finished plan is handed to the
-engine, which applies it before its next inference (never during one). The tuner
-(``auto_tune.AutoTuner``) judges only frames that ran with its plan's configuration, so a
-frame of the old plan is never held against the new one. Frames of any other configuration
+waits while a process of its own plans (``engine.plan_worker``: at the lowest CPU priority, so
+the frames do not wait for it) and the engine keeps the configuration in force; the finished
+plan is handed to the engine, which applies it before its next inference (never during one).
+The tuner (``auto_tune.AutoTuner``) judges only frames that ran with its plan's configuration,
+so a frame of the old plan is never held against the new one. Frames of any other configuration
 (before auto_tune was turned on, or of the plan on its way out) still teach it how far the
 model is off, each configuration's first frame left out: it also reads the resident units in.
 
@@ -28,6 +29,7 @@ from typing import Callable, TYPE_CHECKING
 
 import numpy as np
 
+from ..engine.plan_worker import PlanWorker, PlanWorkerError
 from .auto_tune import frames_for, TOLERANCE
 from .settings import Settings
 
@@ -77,6 +79,7 @@ class TuningLoop:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._last_ran: ConfigKey | None = None    # the configuration of the last frame
+        self._worker: PlanWorker | None = None     # the planning process (threaded)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def attach(self, tuner: 'AutoTuner | None') -> None:
@@ -86,8 +89,12 @@ class TuningLoop:
         self._last_ran = None
 
     def start(self, settings: Callable[[], Settings]) -> None:
-        """Plan on a thread of its own from now on (``settings``: the snapshot in force)."""
+        """Plan on a thread of its own from now on (``settings``: the snapshot in force).
+
+        The thread hands the search to a planning process (``engine.plan_worker``).
+        """
         self._stopping.clear()
+        self._worker = PlanWorker()
         self._thread = threading.Thread(target=self._loop, args=(settings,), name='dl-plan',
                                         daemon=True)
         self._thread.start()
@@ -100,6 +107,9 @@ class TuningLoop:
             self._thread.join(timeout=timeout)
         self._thread = None
         self._wanted.clear()
+        if self._worker is not None:
+            self._worker.close()
+            self._worker = None
 
     @property
     def threaded(self) -> bool:
@@ -198,7 +208,7 @@ class TuningLoop:
         target = self.target_s(s)
         with self._tuner_lock:
             t0 = time.perf_counter()
-            plan = tuner.plan(target, s.budget_cap_bytes, s.auto_tune_quantile)
+            plan = self._search(tuner, target, s)
             took = time.perf_counter() - t0
             met = tuner.state.met
         with self._plan_lock:
@@ -219,6 +229,18 @@ class TuningLoop:
             f'for a target of {target * 1e3:.0f} ms (planned in {took * 1e3:.0f} ms)'
             + ('' if met else ' (target not reachable within the budget: fastest allowed)'))
         return event
+
+    def _search(self, tuner: 'AutoTuner', target: float, s: Settings) -> 'Plan':
+        """The tuner's plan, searched in the planning process when there is one."""
+        worker = self._worker
+        if worker is not None:
+            try:
+                return tuner.plan(target, s.budget_cap_bytes, s.auto_tune_quantile,
+                                  search=worker.plan_for_deadline)
+            except PlanWorkerError as err:
+                self._info(f'auto_tune: {err}; this plan is made on the planning thread (the '
+                           'frames beside it run slower)')
+        return tuner.plan(target, s.budget_cap_bytes, s.auto_tune_quantile)
 
     def _loop(self, settings: Callable[[], Settings]) -> None:
         while not self._stopping.is_set():

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from demand_layering_ros.engine import DemandLayeredModel, empty_weights, LayerStore
-from demand_layering_ros.engine.lanes import Lanes, weight_bytes_of
+from demand_layering_ros.engine.lanes import Lanes
+from demand_layering_ros.engine.policy import weight_bytes_of
 from .toy import make_toy, Toy
 
 
