@@ -597,7 +597,7 @@ def test_planning_runs_off_the_inference_thread_and_never_stalls_frames():
         frames_while(lambda: not det.given, 3)
         frames_while(lambda: False, 2)   # the plan runs from the frame after it was handed
         assert det.given[0][0] == 'dl-plan'   # handed over by the planning thread ...
-        assert tuner.searched_by.__self__.pid is not None   # ... searched by its process
+        assert tuner.searched_by is None      # ... searched there: no frame had run yet
         # ... and run from the next frame on: every frame since then was the plan's
         time.sleep(0.2)   # the last frame offered is done
         first = det.given[0][1]
@@ -617,6 +617,12 @@ def test_planning_runs_off_the_inference_thread_and_never_stalls_frames():
         assert len(det.given) == 2 and tuner.state.plan is runner.tuning.in_force
         assert tuner.state.plan.budget_bytes > MODEL.min_budget('sequential')
         assert reports[-1].budget_bytes == tuner.state.plan.budget_bytes
+        assert tuner.searched_by is None   # frames ran over the target: searched at once
+        # frames meet a looser deadline: the planning process searches, and they go on
+        runner.update(runner.settings.with_(deadline_ms=1000.0))
+        frames_while(lambda: len(det.given) < 3, 3)
+        assert len(det.given) == 3 and tuner.searched_by.__self__.pid is not None
+        assert tuner.state.plan.budget_bytes == MODEL.min_budget('sequential')
     finally:
         tuner.go.set()
         runner.stop()

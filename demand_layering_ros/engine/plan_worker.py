@@ -1,14 +1,16 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
-"""Plans made in a child process that runs only on cores nothing else wants.
+"""Plans made in a child process at a lower CPU priority, beside frames that meet their deadline.
 
 A plan is pure Python: a deadline search on the demo model takes 200-300 ms when its
 arrangements are not cached yet. Made on a thread beside inference it holds the GIL and, on a
-machine whose cores inference keeps busy, it takes their time: the frame beside it ran 190-260
-ms slower (2 cores; ``docs/planning_beside_inference.json``), and so did frames beside a child
-process at normal priority. A child under SCHED_IDLE (nice 19 where that is refused) gets the
-cores only while inference leaves them idle, and holds no lock inference needs: the frames
-beside the same plans ran within a few milliseconds of the others, and the plans took about
-twice as long.
+machine whose cores inference keeps busy, it takes their time: on 2 cores the frame beside it
+ran 190-260 ms slower (``docs/planning_beside_inference.json``), and so did the frames beside a
+child process at the node's own priority. At nice 10 the child yields the cores to inference
+and holds no lock inference needs: beside a preloaded model, which keeps both cores busy, the
+frames beside the same plans ran -2 to +11 ms slower on average (-17 to +108 ms in all over
+the ten frames a plan overlapped, against +210 to +267 ms on one frame from a thread), and a
+plan took about 1 s instead of 0.3. SCHED_IDLE was tried: it waited 4 s for a plan in
+``make demo``, where the bag player and the demo's client also want the cores.
 
 The child imports the planner alone (no torch), and serves one request at a time: a function
 of ``planner`` by name and its arguments, answered with its result or its error. Requests and
@@ -22,6 +24,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 import pickle
+import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +34,7 @@ from . import planner
 
 SERVED = frozenset({'plan_for_deadline', 'plan_for_budget'})
 STOP_S = 5.0    # a child that does not end this long after its stdin closed is killed
+NICE = 10       # the child's nice level (see the module's docstring)
 
 
 class PlanWorkerError(RuntimeError):
@@ -91,7 +95,7 @@ class PlanWorker:
                                      stdout=subprocess.PIPE, env=env, close_fds=True)
         except OSError as err:
             raise PlanWorkerError(f'cannot start the planning process: {err}') from err
-        lowest_priority(child.pid)   # from its start: the interpreter's start-up is work too
+        lower_priority(child.pid)   # from its start: the interpreter's start-up is work too
         self._child = child
         return child
 
@@ -110,17 +114,12 @@ class PlanWorker:
             child.wait()
 
 
-def lowest_priority(pid: int) -> str:
-    """Run process ``pid`` only on otherwise idle cores; returns the policy it got."""
+def lower_priority(pid: int, nice: int = NICE) -> None:
+    """Give process ``pid`` the nice level ``nice`` (where the OS allows it)."""
     try:
-        os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
-        return 'SCHED_IDLE'
-    except (AttributeError, OSError):   # not Linux, or refused: the lowest nice level
-        try:
-            os.setpriority(os.PRIO_PROCESS, pid, 19)
-            return 'nice 19'
-        except OSError:
-            return 'unchanged'
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    except (AttributeError, OSError):   # not POSIX, or refused: it plans at its parent's
+        pass
 
 
 def serve(requests: BinaryIO, answers: BinaryIO) -> None:
@@ -145,7 +144,12 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 
 
 def main() -> None:
-    """The child: serve stdin; nothing else may write to stdout."""
+    """The child: serve stdin; nothing else may write to stdout.
+
+    Ctrl-C reaches the whole process group: the child leaves it to its parent, and ends with it
+    (its stdin closes).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = sys.stdout.buffer
     sys.stdout = sys.stderr
     serve(sys.stdin.buffer, answers)

@@ -4,9 +4,15 @@
 Planning a deadline takes from milliseconds to a few seconds on large models (a bisection of
 budgets, each a greedy search over resident sets). Done on the inference thread it would stall
 frames for that long - exactly when a new deadline asks for speed. Here a thread of its own
-waits while a process of its own plans (``engine.plan_worker``: at the lowest CPU priority, so
-the frames do not wait for it) and the engine keeps the configuration in force; the finished
-plan is handed to the engine, which applies it before its next inference (never during one).
+plans while the engine keeps the configuration in force; the finished plan is handed to the
+engine, which applies it before its next inference (never during one). Where the search runs
+depends on whether frames wait for it. While they run over the target (a re-plan for speed, a
+tighter deadline, no frames yet) the thread searches itself, at once: beside inference it takes
+the GIL and the cores, and on 2 cores the frame beside a cold plan of the demo model ran
+190-260 ms slower, but that frame is late anyway. While they meet it (memory to give back, a
+looser deadline) the planning process searches (``engine.plan_worker``, at a lower priority):
+the plan takes longer and the frames beside it run as fast as the others.
+
 The tuner (``auto_tune.AutoTuner``) judges only frames that ran with its plan's configuration,
 so a frame of the old plan is never held against the new one. Frames of any other configuration
 (before auto_tune was turned on, or of the plan on its way out) still teach it how far the
@@ -42,6 +48,7 @@ WINDOW = 30          # frames whose outside time and clock rate the target is co
 #                      (the outside time over more where the quantile needs them)
 OUTSIDE_KEPT = frames_for(0.999)  # outside times kept: for the highest auto_tune_quantile
 NO_FRAMES_SHARE = 0.1  # before any frame: this share of the deadline is kept for the rest
+BEHIND = 3           # frames whose median inference time says whether frames miss the target
 
 
 ConfigKey = tuple[str, int, frozenset[int]]   # mode, budget bytes, resident units
@@ -80,6 +87,7 @@ class TuningLoop:
         self._stopping = threading.Event()
         self._last_ran: ConfigKey | None = None    # the configuration of the last frame
         self._worker: PlanWorker | None = None     # the planning process (threaded)
+        self._recent_s: deque[float] = deque(maxlen=BEHIND)   # the last frames' inference
 
     # -- lifecycle ----------------------------------------------------------------------------
     def attach(self, tuner: 'AutoTuner | None') -> None:
@@ -150,6 +158,7 @@ class TuningLoop:
         # nor a latency (below its own inference time)
         if wall_s > 0 and node_s > 0:
             self._clock.append((node_s, wall_s))
+        self._recent_s.append(inference_s)
         outside = latency_ms - inference_s * 1e3 * self.clock_rate()
         if outside >= 0:
             self._outside_ms.append(outside)
@@ -230,10 +239,22 @@ class TuningLoop:
             + ('' if met else ' (target not reachable within the budget: fastest allowed)'))
         return event
 
+    def behind(self, target_s: float) -> bool:
+        """Whether frames run over ``target_s`` now (the median of the last BEHIND).
+
+        With no frame yet: True (no frame runs beside the plan).
+        """
+        recent = list(self._recent_s)
+        return not recent or float(np.median(recent)) > target_s
+
     def _search(self, tuner: 'AutoTuner', target: float, s: Settings) -> 'Plan':
-        """The tuner's plan, searched in the planning process when there is one."""
+        """The tuner's plan, searched at once here or in the planning process.
+
+        Here when frames run over the target; else in the planning process (when there is
+        one), where it takes longer and costs them nothing.
+        """
         worker = self._worker
-        if worker is not None:
+        if worker is not None and not self.behind(target):
             try:
                 return tuner.plan(target, s.budget_cap_bytes, s.auto_tune_quantile,
                                   search=worker.plan_for_deadline)
