@@ -4,7 +4,7 @@
 A plan is pure Python: a deadline search on the demo model takes 200-300 ms when its
 arrangements are not cached yet. Made on a thread beside inference it holds the GIL and, on a
 machine whose cores inference keeps busy, it takes their time: on 2 cores the frame beside it
-ran 190-260 ms slower (``docs/planning_beside_inference.json``), and so did the frames beside a
+ran 189-267 ms slower (``docs/planning_beside_inference.json``), and so did the frames beside a
 child process at the node's own priority. At nice 10 the child yields the cores to inference
 and holds no lock inference needs: beside a preloaded model, which keeps both cores busy, the
 frames beside the same plans ran -2 to +11 ms slower on average (-17 to +108 ms in all over

@@ -9,7 +9,7 @@ engine, which applies it before its next inference (never during one). Where the
 depends on whether frames wait for it. While they run over the target (a re-plan for speed, a
 tighter deadline, no frames yet) the thread searches itself, at once: beside inference it takes
 the GIL and the cores, and on 2 cores the frame beside a cold plan of the demo model ran
-190-260 ms slower, but that frame is late anyway. While they meet it (memory to give back, a
+189-267 ms slower, but that frame is late anyway. While they meet it (memory to give back, a
 looser deadline) the planning process searches (``engine.plan_worker``, at a lower priority):
 the plan takes longer and the frames beside it run as fast as the others.
 
