@@ -11,7 +11,7 @@ tighter deadline, no frames yet) the thread searches itself, at once: beside inf
 the GIL and the cores, and on 2 cores the frame beside a cold plan of the demo model ran
 189-267 ms slower, but that frame is late anyway. While they meet it (memory to give back, a
 looser deadline) the planning process searches (``engine.plan_worker``, at a lower priority):
-the plan takes longer and the frames beside it run as fast as the others.
+the plan takes longer and the frames beside it run nearly as fast as the others.
 
 The tuner (``auto_tune.AutoTuner``) judges only frames that ran with its plan's configuration,
 so a frame of the old plan is never held against the new one. Frames of any other configuration
@@ -99,7 +99,7 @@ class TuningLoop:
     def start(self, settings: Callable[[], Settings]) -> None:
         """Plan on a thread of its own from now on (``settings``: the snapshot in force).
 
-        The thread hands the search to a planning process (``engine.plan_worker``).
+        Searches that no frame waits for go to a planning process (``engine.plan_worker``).
         """
         self._stopping.clear()
         self._worker = PlanWorker()
@@ -251,7 +251,7 @@ class TuningLoop:
         """The tuner's plan, searched at once here or in the planning process.
 
         Here when frames run over the target; else in the planning process (when there is
-        one), where it takes longer and costs them nothing.
+        one), where it takes longer and costs them little.
         """
         worker = self._worker
         if worker is not None and not self.behind(target):
