@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 
 from demand_layering_ros.engine import planner
+from demand_layering_ros.engine.planner import joint_plan, Request
 from demand_layering_ros.engine.policy import Layout
 from demand_layering_ros.engine.simulate import Pipeline
 from demand_layering_ros.engine.turns import Turns
 from demand_layering_ros.realtime.auto_tune import LOW
-from demand_layering_ros.realtime.shared_budget import (engine_targets, joint_plan, Request,
-                                                        SharedBudget, StreamEngine)
+from demand_layering_ros.realtime.shared_budget import engine_targets, SharedBudget, StreamEngine
 
 B = 4096
 

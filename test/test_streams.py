@@ -214,3 +214,63 @@ def test_a_budget_too_small_for_every_lane_says_how_to_run_one(tmp_path):
     assert joint.total_bytes <= 2 * lane_min
     with pytest.raises(ValueError, match='a lane per stream.*engines_take_turns: true'):
         shared.plan({**values, 'memory_budget_mb': 1.5 * lane_min / 2 ** 20})
+
+
+class PlanningDetector(FakeDetector):
+    """A FakeDetector with a model to plan with, taking the plans handed to it."""
+
+    def __init__(self, predicted_s: float) -> None:
+        super().__init__(predicted_s)
+        page = 4096   # I/O-bound: each resident page saves time, so targets decide the plan
+        self.calibrator.pipeline = Pipeline(Layout((page,) * 8, tuple(range(8)), ((),) * 8),
+                                            (0.03,) * 8, (0.01,) * 8)
+        self.handed = []
+
+    def apply_plan(self, plan):
+        self.handed.append(plan)
+
+    def weight_bytes(self):
+        return 0
+
+
+def test_auto_tune_re_plans_at_once_for_engines_behind_and_in_the_planning_process_else():
+    names = ('front', 'side')
+    values = declared(names, {'side.model': 'ssd300_vgg16'}, auto_tune=True,
+                      deadline_ms=300.0)
+    detectors = [PlanningDetector(0.1), PlanningDetector(0.1)]
+    quiet = SimpleNamespace(info=lambda _t: None, warn=lambda _k, _t: None)
+    runners = {s: FrameRunner(convert=None, publish=None, clock_ns=lambda: 0,
+                              reporter=quiet) for s in names}
+    shared = SharedEngines(st.engines(names, values), detectors, runners,
+                           info=lambda _t: None)
+    worker, searched = shared._worker, []   # the plans the planning process made
+    real = worker.joint_plan
+    worker.joint_plan = lambda *a, **kw: searched.append(real(*a, **kw)) or searched[-1]
+    try:
+        shared.apply(*shared.plan(values))
+
+        def replan(deadline_ms, *latency_s):
+            for det, latency in zip(detectors, latency_s):
+                for _ in range(5):
+                    det.ran(latency)
+            before = shared.budget.generation
+            shared.replan_if_due({**values, **{st.parameter(s, 'deadline_ms'): deadline_ms
+                                               for s in names}})
+            shared._replanning.join(timeout=60)
+            assert shared.budget.generation == before + 1
+
+        # a tighter deadline, frames over its target (132 ms): at once, here
+        replan(150.0, 0.2, 0.2)
+        assert not searched and worker.pid is None
+        # a looser one, frames within its target (265 ms): in the planning process, whose
+        # plan is the planner's
+        replan(300.0, 0.1, 0.1)
+        assert searched == [shared.budget.in_force] and worker.pid is not None
+        assert shared.budget.in_force == shared.budget.plan(shared.budget.request)
+        # one engine behind its target (176 ms) is enough: at once
+        replan(200.0, 0.1, 0.2)
+        assert len(searched) == 1
+        replan(300.0, 0.1, 0.1)
+        assert len(searched) == 2
+    finally:
+        shared._worker.close()

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 from . import planner
 
-SERVED = frozenset({'plan_for_deadline', 'plan_for_budget'})
+SERVED = frozenset({'plan_for_deadline', 'plan_for_budget', 'joint_plan'})
 STOP_S = 5.0    # a child that does not end this long after its stdin closed is killed
 NICE = 10       # the child's nice level (see the module's docstring)
 
@@ -68,6 +68,10 @@ class PlanWorker:
     def plan_for_deadline(self, *args: Any, **kwargs: Any) -> Any:
         """See :func:`planner.plan_for_deadline`."""
         return self.call('plan_for_deadline', *args, **kwargs)
+
+    def joint_plan(self, *args: Any, **kwargs: Any) -> Any:
+        """See :func:`planner.joint_plan`."""
+        return self.call('joint_plan', *args, **kwargs)
 
     @property
     def pid(self) -> int | None:

@@ -10,6 +10,7 @@ predicted delay) from the minimum to all-resident.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable, Mapping
 
 from .policy import weight_bytes_of
@@ -356,3 +357,67 @@ def plan_jointly(demands: list[Demand], max_total: int | None = None) -> JointPl
 
 def _lanes(demands: list[Demand]) -> dict[str, int]:
     return {d.name: d.lanes for d in demands if d.lanes != 1}
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the joint plan is made for."""
+
+    budget_bytes: int | None      # all engines together; None: their minimums (auto_tune: no cap)
+    fixed: Mapping[str, int] = field(default_factory=dict)   # engine -> its fixed budget
+    targets: Mapping[str, float] | None = None   # engine -> inference time (s); auto_tune only
+    # engine -> mode -> what a plan's prediction is scaled by: measured / predicted at the
+    # tuner's quantile ('': every mode's, for a mode not measured yet)
+    margins: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+    def margin(self, engine: str, mode: str) -> float:
+        """The margin of ``engine``'s plans in ``mode`` (1.0: nothing measured)."""
+        return mode_margin(self.margins.get(engine, {}), mode)
+
+
+def mode_margin(margins: Mapping[str, float], mode: str) -> float:
+    """A mode's margin of one engine's: its own, all modes' ('') until it ran, else 1.0."""
+    return margins.get(str(mode), margins.get('', 1.0))
+
+
+def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request,
+               lanes: Mapping[str, int] | None = None) -> JointPlan:
+    """The plan per engine for ``req``; ValueError saying why when the budget cannot hold it.
+
+    ``lanes``: engines running several inferences side by side (engine.lanes), whose budget
+    counts each lane's streamed memory and the resident units once.
+    """
+    lanes = lanes or {}
+    for e, b in req.fixed.items():
+        n = lanes.get(e, 1)
+        least = (pipelines[e].min_budget('sequential') if n == 1
+                 else least_held(pipelines[e], n).held_bytes(n))
+        if b < least:
+            raise ValueError(f'engine {e}: fixed budget {b / 2**20:.1f} MiB is below its '
+                             f'minimum of {least / 2**20:.1f} MiB ({least} bytes)')
+    if req.targets is None:
+        demands = [Demand(e, p, budget_bytes=req.fixed.get(e), lanes=lanes.get(e, 1))
+                   for e, p in pipelines.items()]
+        budget = req.budget_bytes
+        if budget is None:   # 0: every engine at its pipelined minimum (or its fixed budget)
+            budget = sum(req.fixed.get(e, d.floor_bytes()) for e, d in zip(pipelines, demands))
+        return split_budget(demands, budget)
+    # engines with a fixed budget keep it; the others share what is left, planned jointly
+    plans = {e: plan_within(pipelines[e], b, lanes.get(e, 1)) for e, b in req.fixed.items()}
+    missed = [e for e, p in plans.items() if p.predicted_s * req.margin(e, p.mode)
+              > req.targets[e]]
+    free = [Demand(e, p, req.targets[e], lanes=lanes.get(e, 1),
+                   correction=partial(req.margin, e))
+            for e, p in pipelines.items() if e not in req.fixed]
+    if free:
+        room = (None if req.budget_bytes is None
+                else req.budget_bytes - sum(p.held_bytes(lanes.get(e, 1))
+                                            for e, p in plans.items()))
+        if room is not None and room < 0:
+            raise ValueError(f'budget {req.budget_bytes} bytes cannot hold the fixed budgets '
+                             f'({req.budget_bytes - room} bytes)')
+        rest = plan_jointly(free, room)
+        plans.update(rest.plans)
+        missed += rest.missed
+    return JointPlan({e: plans[e] for e in pipelines}, tuple(missed),
+                     {e: n for e, n in lanes.items() if n != 1})

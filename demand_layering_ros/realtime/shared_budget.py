@@ -4,7 +4,8 @@
 A node serving several streams runs one engine (executor) per distinct detector. Without
 auto_tune the node's budget is split among them (``planner.split_budget``: budgets fixed per
 stream honoured, the rest in proportion to what each engine needs); with it,
-``planner.plan_jointly`` finds the least total memory that meets every engine's target.
+``planner.plan_jointly`` finds the least total memory that meets every engine's target
+(``planner.joint_plan`` makes either from a ``Request``).
 
 Executors apply a new configuration before their next inference, each on its own streams'
 frames, so a plan cannot take effect everywhere at once. Engines that shrink get their plan at
@@ -15,13 +16,10 @@ the old and the new budget, and is within the new one once every engine has run 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import partial
 import threading
 from typing import Any, Callable, Mapping, Protocol, Sequence, TYPE_CHECKING
 
-from ..engine.planner import (Demand, JointPlan, least_held, plan_jointly, plan_within,
-                              split_budget)
+from ..engine.planner import joint_plan, JointPlan, Request
 from ..engine.turns import Turns
 from .auto_tune import LOW, TOLERANCE
 from .tuning import key
@@ -55,27 +53,6 @@ class EnginePort(Protocol):
     def lanes(self) -> int: ...
 
 
-@dataclass(frozen=True)
-class Request:
-    """What the joint plan is made for."""
-
-    budget_bytes: int | None      # all engines together; None: their minimums (auto_tune: no cap)
-    fixed: Mapping[str, int] = field(default_factory=dict)   # engine -> its fixed budget
-    targets: Mapping[str, float] | None = None   # engine -> inference time (s); auto_tune only
-    # engine -> mode -> what a plan's prediction is scaled by: measured / predicted at the
-    # tuner's quantile ('': every mode's, for a mode not measured yet)
-    margins: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
-
-    def margin(self, engine: str, mode: str) -> float:
-        """The margin of ``engine``'s plans in ``mode`` (1.0: nothing measured)."""
-        return mode_margin(self.margins.get(engine, {}), mode)
-
-
-def mode_margin(margins: Mapping[str, float], mode: str) -> float:
-    """A mode's margin of one engine's: its own, all modes' ('') until it ran, else 1.0."""
-    return margins.get(str(mode), margins.get('', 1.0))
-
-
 def engine_targets(streams_of: Mapping[str, Sequence[str]],
                    stream_targets: Mapping[str, float], in_turns: bool = False,
                    lanes: Mapping[str, int] | None = None) -> dict[str, float]:
@@ -91,49 +68,6 @@ def engine_targets(streams_of: Mapping[str, Sequence[str]],
     return {e: min(stream_targets[s] for s in streams) / (
         everyone if in_turns else -(-len(streams) // lanes.get(e, 1)))
         for e, streams in streams_of.items()}
-
-
-def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request,
-               lanes: Mapping[str, int] | None = None) -> JointPlan:
-    """The plan per engine for ``req``; ValueError saying why when the budget cannot hold it.
-
-    ``lanes``: engines running several inferences side by side (engine.lanes), whose budget
-    counts each lane's streamed memory and the resident units once.
-    """
-    lanes = lanes or {}
-    for e, b in req.fixed.items():
-        n = lanes.get(e, 1)
-        least = (pipelines[e].min_budget('sequential') if n == 1
-                 else least_held(pipelines[e], n).held_bytes(n))
-        if b < least:
-            raise ValueError(f'engine {e}: fixed budget {b / 2**20:.1f} MiB is below its '
-                             f'minimum of {least / 2**20:.1f} MiB ({least} bytes)')
-    if req.targets is None:
-        demands = [Demand(e, p, budget_bytes=req.fixed.get(e), lanes=lanes.get(e, 1))
-                   for e, p in pipelines.items()]
-        budget = req.budget_bytes
-        if budget is None:   # 0: every engine at its pipelined minimum (or its fixed budget)
-            budget = sum(req.fixed.get(e, d.floor_bytes()) for e, d in zip(pipelines, demands))
-        return split_budget(demands, budget)
-    # engines with a fixed budget keep it; the others share what is left, planned jointly
-    plans = {e: plan_within(pipelines[e], b, lanes.get(e, 1)) for e, b in req.fixed.items()}
-    missed = [e for e, p in plans.items() if p.predicted_s * req.margin(e, p.mode)
-              > req.targets[e]]
-    free = [Demand(e, p, req.targets[e], lanes=lanes.get(e, 1),
-                   correction=partial(req.margin, e))
-            for e, p in pipelines.items() if e not in req.fixed]
-    if free:
-        room = (None if req.budget_bytes is None
-                else req.budget_bytes - sum(p.held_bytes(lanes.get(e, 1))
-                                            for e, p in plans.items()))
-        if room is not None and room < 0:
-            raise ValueError(f'budget {req.budget_bytes} bytes cannot hold the fixed budgets '
-                             f'({req.budget_bytes - room} bytes)')
-        rest = plan_jointly(free, room)
-        plans.update(rest.plans)
-        missed += rest.missed
-    return JointPlan({e: plans[e] for e in pipelines}, tuple(missed),
-                     {e: n for e, n in lanes.items() if n != 1})
 
 
 class SharedBudget:
@@ -160,10 +94,13 @@ class SharedBudget:
             out[e] = cal.pipeline
         return out
 
-    def plan(self, req: Request) -> JointPlan:
-        """The joint plan for ``req`` (nothing applied); ValueError saying why not."""
-        return joint_plan(self.pipelines(), req,
-                          {e: engine.lanes for e, engine in self.engines.items()})
+    def plan(self, req: Request, search: Callable[..., JointPlan] = joint_plan) -> JointPlan:
+        """The joint plan for ``req`` (nothing applied); ValueError saying why not.
+
+        ``search``: ``planner.joint_plan`` or what computes it elsewhere (a planning process).
+        """
+        return search(self.pipelines(), req,
+                      {e: engine.lanes for e, engine in self.engines.items()})
 
     def apply(self, joint: JointPlan, req: Request, since: int | None = None) -> bool:
         """Hand ``joint`` to the engines: shrinking ones at once, growing ones when there is room.

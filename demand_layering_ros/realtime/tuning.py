@@ -31,7 +31,7 @@ from collections import deque
 from dataclasses import dataclass
 import threading
 import time
-from typing import Callable, TYPE_CHECKING
+from typing import Callable, Sequence, TYPE_CHECKING
 
 import numpy as np
 
@@ -240,12 +240,8 @@ class TuningLoop:
         return event
 
     def behind(self, target_s: float) -> bool:
-        """Whether frames run over ``target_s`` now (the median of the last BEHIND).
-
-        With no frame yet: True (no frame runs beside the plan).
-        """
-        recent = list(self._recent_s)
-        return not recent or float(np.median(recent)) > target_s
+        """Whether frames run over ``target_s`` now (see ``behind``)."""
+        return behind(self._recent_s, target_s)
 
     def _search(self, tuner: 'AutoTuner', target: float, s: Settings) -> 'Plan':
         """The tuner's plan, searched at once here or in the planning process.
@@ -272,6 +268,16 @@ class TuningLoop:
             except Exception as err:  # noqa: BLE001 - a failed plan keeps the one in force
                 self._info(f'auto_tune: planning failed ({type(err).__name__}: {err}); the '
                            'configuration in force is kept')
+
+
+def behind(recent_s: Sequence[float], target_s: float) -> bool:
+    """Whether frames run over ``target_s`` now: the median of the last BEHIND of ``recent_s``.
+
+    A plan for frames that are behind is searched at once, where it was asked for; the others
+    go to the planning process. With no frame yet: True (no frame runs beside the plan).
+    """
+    recent = list(recent_s)[-BEHIND:]
+    return not recent or float(np.median(recent)) > target_s
 
 
 def key(plan: 'Plan') -> ConfigKey:

@@ -5,7 +5,10 @@ This is the glue between the node's accepted parameter values and ``realtime.Sha
 what a set of values asks the joint plan for (the node's budget, budgets fixed per stream,
 with auto_tune each engine's target from its streams' deadlines), which streams the plan in
 force cannot serve in time, the figures diagnostics show, and auto_tune's re-plans when the
-targets or the calibrated figures drift (on a thread of their own, between two frames).
+targets or the calibrated figures drift (on a thread of their own, between two frames; searched
+in the planning process, ``engine.plan_worker``, while every engine meets its target). A plan
+for a parameter change is made where the change is validated, so that a budget that cannot
+hold the streams is refused.
 
 As the single stream's tuner does, plans aim a quantile (``auto_tune_quantile``, 0.9 unless
 set) of each engine's measured / predicted inference time at the target: the calibrated model
@@ -24,15 +27,16 @@ import numpy as np
 
 from . import streams as st
 from .params import settings_from
-from ..engine.planner import JointPlan
+from ..engine.plan_worker import PlanWorker, PlanWorkerError
+from ..engine.planner import JointPlan, mode_margin, Request
 from ..engine.executor import Record
 from ..engine.policy import Config
 from ..engine.turns import Turns
 from ..perception.detector import Detector
 from ..realtime.auto_tune import HISTORY, QUANTILE
 from ..realtime.runner import FrameRunner
-from ..realtime.shared_budget import (engine_targets, mode_margin, Request, SharedBudget,
-                                      StreamEngine)
+from ..realtime.tuning import behind
+from ..realtime.shared_budget import engine_targets, SharedBudget, StreamEngine
 
 MiB = 2 ** 20
 # parameters whose change makes a new joint plan (the others only with auto_tune)
@@ -56,6 +60,7 @@ class SharedEngines:
         self.budget = SharedBudget(self.detectors)
         self._info = info
         self._replanning: threading.Thread | None = None
+        self._worker = PlanWorker()   # its process starts with the first plan it makes
         self._peaks: dict[str, int] = {}
         self._read = (time.monotonic(), self._bytes_read())
         self._ran: dict[str, deque[tuple[Config, float]]] = {}
@@ -174,12 +179,29 @@ class SharedEngines:
         def replan() -> None:
             try:
                 # a plan of the parameters made meanwhile is newer: this one is dropped
-                self.apply(self.budget.plan(req), req, since)
+                self.apply(self._search(req), req, since)
             except Exception as err:  # noqa: BLE001 - the plan in force is kept
                 self._info(f'joint plan failed ({type(err).__name__}: {err}); the plan in '
                            'force is kept')
         self._replanning = threading.Thread(target=replan, name='dl-joint-plan', daemon=True)
         self._replanning.start()
+
+    def _search(self, req: Request) -> JointPlan:
+        """An auto_tune re-plan, searched at once here or in the planning process.
+
+        The single stream's rule (``tuning.behind``): here while an engine's inferences run
+        over its target, in the planning process (``engine.plan_worker``) while every engine
+        meets its own, where it takes longer and costs their frames little.
+        """
+        assert req.targets is not None
+        if not any(behind([t for _, t in self._ran[e]], target)
+                   for e, target in req.targets.items()):
+            try:
+                return self.budget.plan(req, search=self._worker.joint_plan)
+            except PlanWorkerError as err:
+                self._info(f'joint plan: {err}; this plan is made on the node\'s planning '
+                           'thread (the frames beside it run slower)')
+        return self.budget.plan(req)
 
     # -- what diagnostics show ----------------------------------------------------------------
     def unsatisfied(self, values: Mapping[str, Any]) -> dict[str, str]:
@@ -250,6 +272,7 @@ class SharedEngines:
         """Close every engine (after a re-plan under way)."""
         if self._replanning is not None:
             self._replanning.join(timeout=30)
+        self._worker.close()
         for runner in self.runners.values():
             runner.detach()
         for det in self.detectors.values():

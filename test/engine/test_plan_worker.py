@@ -35,6 +35,14 @@ def test_its_plans_are_the_planners(worker):
                                          correction=correction.__getitem__)
         assert there == here
     assert worker.call('plan_for_budget', MODEL, 3 * B) == planner.plan_for_budget(MODEL, 3 * B)
+    # the joint plan of several engines, each plan scaled by its engine's margins
+    other = Pipeline(Layout((B,) * 4, tuple(range(4)), ((),) * 4), (0.004,) * 4, (0.01,) * 4)
+    models = {'a': MODEL, 'b': other}
+    for req in (planner.Request(None, {}, {'a': 0.07, 'b': 0.05},
+                                {'a': {'pipelined': 1.2}, 'b': {'': 1.1}}),
+                planner.Request(5 * B, {'b': 2 * B}, {'a': 0.2, 'b': 0.05}),
+                planner.Request(6 * B)):
+        assert worker.joint_plan(models, req) == planner.joint_plan(models, req)
 
 
 def test_its_errors_reach_the_caller_and_it_serves_on(worker):
