@@ -303,3 +303,26 @@ def test_engines_in_turns_never_infer_at_once_and_the_nearer_deadline_goes_first
     for t in (first, *later):
         t.join(5)
     assert order == ['a', 'b', 'c']
+
+
+def test_the_check_refuses_exactly_what_the_joint_plan_refuses():
+    pipes = {'a': SMALL, 'b': LARGE}
+    seen = {True: 0, False: 0}
+    for lanes in ({}, {'b': 2}):
+        for targets in (None, {'a': 0.1, 'b': 0.2}):
+            for fixed in ({}, {'a': B}, {'a': 3 * B}, {'b': 40 * B}):
+                for budget in (None, *range(2 * B, 30 * B, B)):
+                    req = Request(budget, fixed, targets)
+                    try:
+                        joint_plan(pipes, req, lanes)
+                        refused = None
+                    except ValueError as err:
+                        refused = str(err)
+                    try:
+                        planner.check_request(pipes, req, lanes)
+                        checked = None
+                    except ValueError as err:
+                        checked = str(err)
+                    assert checked == refused, (lanes, targets, fixed, budget)
+                    seen[refused is None] += 1
+    assert seen[True] > 50 and seen[False] > 50, seen   # both kinds were met

@@ -3,6 +3,7 @@
 
 import os
 from pathlib import Path
+import threading
 from types import SimpleNamespace
 
 import pytest
@@ -232,17 +233,25 @@ class PlanningDetector(FakeDetector):
     def weight_bytes(self):
         return 0
 
+    def close(self):
+        pass
+
+
+def two_planning_engines(names, values):
+    """The two streams ``names`` served by two PlanningDetectors (SharedEngines)."""
+    detectors = [PlanningDetector(0.1), PlanningDetector(0.1)]
+    quiet = SimpleNamespace(info=lambda _t: None, warn=lambda _k, _t: None)
+    runners = {s: FrameRunner(convert=None, publish=None, clock_ns=lambda: 0,
+                              reporter=quiet) for s in names}
+    return SharedEngines(st.engines(names, values), detectors, runners,
+                         info=lambda _t: None), detectors
+
 
 def test_auto_tune_re_plans_at_once_for_engines_behind_and_in_the_planning_process_else():
     names = ('front', 'side')
     values = declared(names, {'side.model': 'ssd300_vgg16'}, auto_tune=True,
                       deadline_ms=300.0)
-    detectors = [PlanningDetector(0.1), PlanningDetector(0.1)]
-    quiet = SimpleNamespace(info=lambda _t: None, warn=lambda _k, _t: None)
-    runners = {s: FrameRunner(convert=None, publish=None, clock_ns=lambda: 0,
-                              reporter=quiet) for s in names}
-    shared = SharedEngines(st.engines(names, values), detectors, runners,
-                           info=lambda _t: None)
+    shared, detectors = two_planning_engines(names, values)
     worker, searched = shared._worker, []   # the plans the planning process made
     real = worker.joint_plan
     worker.joint_plan = lambda *a, **kw: searched.append(real(*a, **kw)) or searched[-1]
@@ -256,7 +265,7 @@ def test_auto_tune_re_plans_at_once_for_engines_behind_and_in_the_planning_proce
             before = shared.budget.generation
             shared.replan_if_due({**values, **{st.parameter(s, 'deadline_ms'): deadline_ms
                                                for s in names}})
-            shared._replanning.join(timeout=60)
+            assert shared.planning and shared.join_planning(60)
             assert shared.budget.generation == before + 1
 
         # a tighter deadline, frames over its target (132 ms): at once, here
@@ -273,4 +282,44 @@ def test_auto_tune_re_plans_at_once_for_engines_behind_and_in_the_planning_proce
         replan(300.0, 0.1, 0.1)
         assert len(searched) == 2
     finally:
-        shared._worker.close()
+        shared.close()
+
+
+def test_with_auto_tune_a_change_is_checked_at_once_and_planned_on_the_planning_thread():
+    names = ('front', 'side')
+    values = declared(names, {'side.model': 'ssd300_vgg16'}, deadline_ms=300.0)
+    shared, detectors = two_planning_engines(names, values)
+    page, least = 4096, detectors[0].calibrator.pipeline.min_budget('pipelined')
+    searched_on = []   # the threads joint plans were searched on
+    plan = shared.budget.plan
+    shared.budget.plan = lambda *a, **kw: searched_on.append(
+        threading.current_thread().name) or plan(*a, **kw)
+    try:
+        shared.apply(*shared.plan(values))
+        # without auto_tune: the budget's split, made here and handed over by the call
+        split = shared.accept({**values, 'memory_budget_mb': 5 * page / 2 ** 20})
+        assert not shared.planning and shared.budget.generation == 1
+        split()
+        assert shared.budget.generation == 2 and not shared.planning
+        assert shared.budget.in_force.total_bytes <= 5 * page
+        # with it: refused here when the budget cannot hold both engines' least...
+        tuned = {**values, 'auto_tune': True}
+        with pytest.raises(ValueError, match='cannot hold'):
+            shared.accept({**tuned, 'memory_budget_mb': (2 * least - 1) / 2 ** 20})
+        # ...else searched on the planning thread once the values are in force
+        hand_over = shared.accept({**tuned, 'memory_budget_mb': 12 * page / 2 ** 20})
+        assert shared.budget.generation == 2 and not shared.planning
+        hand_over()
+        assert shared.join_planning(60) and shared.budget.generation == 3
+        assert shared.budget.request.targets and shared.budget.in_force.total_bytes <= 12 * page
+        # a newer request replaces one not yet handed over: only its plan is
+        first = shared.accept({**tuned, 'memory_budget_mb': 16 * page / 2 ** 20})
+        second = shared.accept({**tuned, 'memory_budget_mb': 10 * page / 2 ** 20})
+        first()
+        second()
+        assert shared.join_planning(60) and shared.budget.generation == 4
+        assert shared.budget.request.budget_bytes == 10 * page
+        here = threading.current_thread().name
+        assert searched_on[:2] == [here, here] and set(searched_on[2:]) == {'dl-joint-plan'}
+    finally:
+        shared.close()

@@ -287,6 +287,11 @@ class JointPlan:
         return sum(self.held_bytes(e) for e in self.plans)
 
 
+def reserved(p: Pipeline, fixed_bytes: int) -> int:
+    """What an engine's fixed budget takes from the joint budget: no more than its model."""
+    return min(fixed_bytes, p.min_budget('preload'))
+
+
 def split_budget(demands: list[Demand], budget: int) -> JointPlan:
     """Split ``budget`` among engines without targets.
 
@@ -296,7 +301,8 @@ def split_budget(demands: list[Demand], budget: int) -> JointPlan:
 
     ValueError when the budget cannot hold the fixed budgets and the other minimums.
     """
-    fixed = {d.name: d.budget_bytes for d in demands if d.budget_bytes is not None}
+    fixed = {d.name: reserved(d.pipeline, d.budget_bytes) for d in demands
+             if d.budget_bytes is not None}
     free = [d for d in demands if d.budget_bytes is None]
     floors = {d.name: d.floor_bytes() for d in free}
     wants = {d.name: max(0, d.pipeline.min_budget('preload') - floors[d.name]) for d in free}
@@ -380,12 +386,13 @@ def mode_margin(margins: Mapping[str, float], mode: str) -> float:
     return margins.get(str(mode), margins.get('', 1.0))
 
 
-def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request,
-               lanes: Mapping[str, int] | None = None) -> JointPlan:
-    """The plan per engine for ``req``; ValueError saying why when the budget cannot hold it.
+def check_request(pipelines: Mapping[str, 'Pipeline'], req: Request,
+                  lanes: Mapping[str, int] | None = None) -> None:
+    """Why ``joint_plan`` cannot plan ``req`` (a ValueError), found without a search.
 
-    ``lanes``: engines running several inferences side by side (engine.lanes), whose budget
-    counts each lane's streamed memory and the resident units once.
+    A fixed budget below its engine's least, or a budget that cannot hold the fixed budgets
+    (each counted up to its whole model: a plan holds no more) and every other engine's least
+    pipelined memory (``Demand.floor_bytes``).
     """
     lanes = lanes or {}
     for e, b in req.fixed.items():
@@ -395,6 +402,26 @@ def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request,
         if b < least:
             raise ValueError(f'engine {e}: fixed budget {b / 2**20:.1f} MiB is below its '
                              f'minimum of {least / 2**20:.1f} MiB ({least} bytes)')
+    if req.budget_bytes is None:
+        return
+    fixed = sum(reserved(pipelines[e], b) for e, b in req.fixed.items())
+    floors = {e: Demand(e, p, lanes=lanes.get(e, 1)).floor_bytes()
+              for e, p in pipelines.items() if e not in req.fixed}
+    if fixed + sum(floors.values()) > req.budget_bytes:
+        raise ValueError(f'budget {req.budget_bytes} bytes cannot hold the fixed budgets '
+                         f'({fixed} bytes) and the others\' minimums '
+                         f'({sum(floors.values())} bytes): {", ".join(sorted(floors))}')
+
+
+def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request,
+               lanes: Mapping[str, int] | None = None) -> JointPlan:
+    """The plan per engine for ``req``; ValueError saying why when the budget cannot hold it.
+
+    ``lanes``: engines running several inferences side by side (engine.lanes), whose budget
+    counts each lane's streamed memory and the resident units once.
+    """
+    check_request(pipelines, req, lanes)
+    lanes = lanes or {}
     if req.targets is None:
         demands = [Demand(e, p, budget_bytes=req.fixed.get(e), lanes=lanes.get(e, 1))
                    for e, p in pipelines.items()]
@@ -411,11 +438,8 @@ def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request,
             for e, p in pipelines.items() if e not in req.fixed]
     if free:
         room = (None if req.budget_bytes is None
-                else req.budget_bytes - sum(p.held_bytes(lanes.get(e, 1))
-                                            for e, p in plans.items()))
-        if room is not None and room < 0:
-            raise ValueError(f'budget {req.budget_bytes} bytes cannot hold the fixed budgets '
-                             f'({req.budget_bytes - room} bytes)')
+                else req.budget_bytes - sum(reserved(pipelines[e], b)
+                                            for e, b in req.fixed.items()))
         rest = plan_jointly(free, room)
         plans.update(rest.plans)
         missed += rest.missed

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Mapping, Protocol, Sequence, TYPE_CHECKING
 
-from ..engine.planner import joint_plan, JointPlan, Request
+from ..engine.planner import check_request, joint_plan, JointPlan, Request
 from ..engine.turns import Turns
 from .auto_tune import LOW, TOLERANCE
 from .tuning import key
@@ -100,6 +100,11 @@ class SharedBudget:
         ``search``: ``planner.joint_plan`` or what computes it elsewhere (a planning process).
         """
         return search(self.pipelines(), req,
+                      {e: engine.lanes for e, engine in self.engines.items()})
+
+    def check(self, req: Request) -> None:
+        """Why ``req`` cannot be planned, as a ValueError (``planner.check_request``)."""
+        check_request(self.pipelines(), req,
                       {e: engine.lanes for e, engine in self.engines.items()})
 
     def apply(self, joint: JointPlan, req: Request, since: int | None = None) -> bool:

@@ -96,6 +96,7 @@ class BudgetInputs:
     disk_read_bps: float = 0.0        # all engines' reads over the last period
     unsatisfied: dict[str, str] = field(default_factory=dict)  # stream -> why it cannot be met
     waiting: tuple[str, ...] = ()     # engines whose larger plan waits for others to shrink
+    planning: bool = False            # a joint plan is being searched (auto_tune)
     auto_tune: bool = False
     active: bool = False
     error: str | None = None
@@ -124,7 +125,8 @@ def budget_status(i: BudgetInputs) -> DiagnosticStatus:
         'budget_bytes': i.budget_bytes if i.budget_bytes is not None else planned,
         'planned_bytes': planned, 'weight_bytes': held, 'engines': len(i.engines),
         'auto_tune': i.auto_tune, 'disk_read_bps': i.disk_read_bps,
-        'unsatisfied': ','.join(i.unsatisfied), 'waiting_to_grow': ','.join(i.waiting)}
+        'unsatisfied': ','.join(i.unsatisfied), 'waiting_to_grow': ','.join(i.waiting),
+        'planning': i.planning}
     for e, fig in i.engines.items():
         values.update({f'engine.{e}.{k}': v for k, v in fig.items()})
     for s, counts in i.streams.items():

@@ -313,9 +313,9 @@ class DemandLayeringNode(LifecycleNode):
             if self.detector is not None and set(changes) & {*ENGINE, 'auto_tune'}:
                 self.detector.validate(engine_from(values))
             if self.shared is not None and self.shared.affects(list(changes), values):
-                # planned here, where a budget that cannot hold the streams is refused; handed
-                # to the engines with the new values, before each stream's next frame
-                plan = self.shared.plan(values)
+                # checked here, where a budget that cannot hold the streams is refused; the
+                # plan is handed over with the new values (with auto_tune: once searched)
+                plan = self.shared.accept(values)
         except (EngineError, ValueError) as err:
             return SetParametersResult(successful=False, reason=str(err))
         self._pending = (values, set(changes), plan)
@@ -334,8 +334,8 @@ class DemandLayeringNode(LifecycleNode):
             for s, io in self.streams.items():
                 if any(st.split(n, self.stream_names)[0] in ('', s) for n in changed):
                     io.runner.update(settings_from(st.view(s, values)))
-            if plan is not None and self.shared is not None:
-                self.shared.apply(*plan)
+            if plan is not None:
+                plan()
             return
         det = self.detector
         reconfigure = None
@@ -407,6 +407,7 @@ class DemandLayeringNode(LifecycleNode):
             inputs.disk_read_bps = shared.disk_read_bps()
             inputs.unsatisfied = shared.unsatisfied(self._values)
             inputs.waiting = shared.budget.waiting
+            inputs.planning = shared.planning
         return diagnostics.budget_status(inputs)
 
 

@@ -5,10 +5,11 @@ This is the glue between the node's accepted parameter values and ``realtime.Sha
 what a set of values asks the joint plan for (the node's budget, budgets fixed per stream,
 with auto_tune each engine's target from its streams' deadlines), which streams the plan in
 force cannot serve in time, the figures diagnostics show, and auto_tune's re-plans when the
-targets or the calibrated figures drift (on a thread of their own, between two frames; searched
-in the planning process, ``engine.plan_worker``, while every engine meets its target). A plan
-for a parameter change is made where the change is validated, so that a budget that cannot
-hold the streams is refused.
+targets or the calibrated figures drift. A parameter change is checked where it is validated
+(a budget that cannot hold the engines is refused). Without auto_tune its plan, a split of the
+budget, is made there too; with it, as for a re-plan, the plan is searched on a planning thread
+while the plan in force serves the frames - in the planning process (``engine.plan_worker``)
+while every engine meets its target - and handed over between two frames.
 
 As the single stream's tuner does, plans aim a quantile (``auto_tune_quantile``, 0.9 unless
 set) of each engine's measured / predicted inference time at the target: the calibrated model
@@ -21,7 +22,7 @@ from collections import deque
 from functools import partial
 import threading
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -44,6 +45,7 @@ BUDGET_PARAMS = ('memory_budget_mb', 'auto_tune')
 TARGET_PARAMS = ('deadline_ms', 'engines_take_turns', 'auto_tune_quantile')
 RATIOS = HISTORY   # recent inferences per engine whose measured / predicted give the margin
 MIN_RATIOS = 5   # fewer: no margin yet
+_T = TypeVar('_T')
 
 
 class SharedEngines:
@@ -59,7 +61,10 @@ class SharedEngines:
         self.stream_names = tuple(self.engine_of)
         self.budget = SharedBudget(self.detectors)
         self._info = info
-        self._replanning: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._replanning: threading.Thread | None = None   # the planning thread, while it runs
+        self._waiting: tuple[Request, int, int] | None = None   # request, its number, since
+        self._asked = 0   # joint plans asked of the planning thread so far
         self._worker = PlanWorker()   # its process starts with the first plan it makes
         self._peaks: dict[str, int] = {}
         self._read = (time.monotonic(), self._bytes_read())
@@ -142,8 +147,28 @@ class SharedEngines:
     def plan(self, values: Mapping[str, Any]) -> tuple[JointPlan, Request]:
         """The joint plan for ``values`` (nothing applied); ValueError saying why not."""
         req = self.request(values)
+        return self._explained(self.budget.plan, req), req
+
+    def accept(self, values: Mapping[str, Any]) -> Callable[[], None]:
+        """Check a change's request; what hands its plan over once the values are in force.
+
+        ValueError (the change is refused) when the budget cannot hold the engines. Without
+        auto_tune the plan, a split of the budget, is made here and handed over at once. With
+        it the search takes longer (seconds on large models): only the budget is checked here,
+        and the plan is searched on the planning thread, as a re-plan is, while the plan in
+        force serves the frames - so the executor thread that took the change (it also
+        delivers the images) is not held up.
+        """
+        req = self.request(values)
+        if req.targets is None:
+            return partial(self.apply, self._explained(self.budget.plan, req), req)
+        self._explained(self.budget.check, req)
+        return partial(self._replan, req)
+
+    def _explained(self, fn: Callable[[Request], _T], req: Request) -> _T:
+        """``fn(req)``; its ValueError says how engines with a lane per stream could fit."""
         try:
-            return self.budget.plan(req), req
+            return fn(req)
         except ValueError as err:
             laned = [e.name for e in self.engines.values() if e.spec.lanes > 1]
             if not laned:
@@ -167,27 +192,56 @@ class SharedEngines:
         return True
 
     def replan_if_due(self, values: Mapping[str, Any]) -> None:
-        """With auto_tune: re-plan on a thread of its own when targets or figures drifted."""
-        if not values['auto_tune'] or (self._replanning is not None
-                                       and self._replanning.is_alive()):
+        """With auto_tune: re-plan on the planning thread when targets or figures drifted."""
+        if not values['auto_tune'] or self.planning:
             return
         req = self.request(values)
-        if req.targets is None or not self.budget.due(req):
-            return
-        since = self.budget.generation
+        if req.targets is not None and self.budget.due(req):
+            self._replan(req)
 
-        def replan() -> None:
+    @property
+    def planning(self) -> bool:
+        """Whether a joint plan is being searched (or waits to be)."""
+        return self._replanning is not None
+
+    def _replan(self, req: Request) -> None:
+        """Search the joint plan for ``req`` on the planning thread, then hand it over.
+
+        A request that finds the thread busy waits for it, replacing one that waited. A plan
+        is dropped when a newer request came meanwhile, or another plan was handed over.
+        """
+        with self._lock:
+            self._asked += 1
+            self._waiting = (req, self._asked, self.budget.generation)
+            if self._replanning is None:
+                self._replanning = threading.Thread(target=self._planning,
+                                                    name='dl-joint-plan', daemon=True)
+                self._replanning.start()
+
+    def _planning(self) -> None:
+        while True:
+            with self._lock:
+                if self._waiting is None:
+                    self._replanning = None
+                    return
+                (req, asked, since), self._waiting = self._waiting, None
             try:
-                # a plan of the parameters made meanwhile is newer: this one is dropped
-                self.apply(self._search(req), req, since)
+                joint = self._search(req)
+                if asked == self._asked:   # else a newer request waits for this thread
+                    self.apply(joint, req, since)
             except Exception as err:  # noqa: BLE001 - the plan in force is kept
                 self._info(f'joint plan failed ({type(err).__name__}: {err}); the plan in '
                            'force is kept')
-        self._replanning = threading.Thread(target=replan, name='dl-joint-plan', daemon=True)
-        self._replanning.start()
+
+    def join_planning(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the joint plans asked for; whether none is left."""
+        thread = self._replanning
+        if thread is not None:
+            thread.join(timeout)
+        return not self.planning
 
     def _search(self, req: Request) -> JointPlan:
-        """An auto_tune re-plan, searched at once here or in the planning process.
+        """A joint plan with targets, searched at once here or in the planning process.
 
         The single stream's rule (``tuning.behind``): here while an engine's inferences run
         over its target, in the planning process (``engine.plan_worker``) while every engine
@@ -270,8 +324,7 @@ class SharedEngines:
 
     def close(self) -> None:
         """Close every engine (after a re-plan under way)."""
-        if self._replanning is not None:
-            self._replanning.join(timeout=30)
+        self.join_planning(30)
         self._worker.close()
         for runner in self.runners.values():
             runner.detach()

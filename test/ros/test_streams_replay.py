@@ -239,7 +239,9 @@ def test_two_models_split_the_budget_and_serve_at_feasible_deadlines(stores, cam
         assert all(r.successful for r in node.live.set_params(
             auto_tune=True, **{f'{c}.deadline_ms': d for c, d in deadlines.items()}))
         start = {c: len(node.frames[c]) for c in CAMERAS}
-        node.live.wait_for(lambda: node.budget[-1]['auto_tune'] == 'True', 10, 'auto_tune')
+        # the callback checked the budget; the joint plan is searched on the planning thread
+        node.live.wait_for(lambda: node.budget[-1]['auto_tune'] == 'True'
+                           and node.budget[-1]['planning'] == 'False', 30, 'the joint plan')
         lost_before = {c: lost(node.status[c]) for c in CAMERAS}
         assert node.budget[-1]['unsatisfied'] == '', node.budget[-1]   # the node agrees
         # a frame straddling a pass of the looping bag is not judged: wait for LONG_RUN judged
