@@ -3,6 +3,7 @@
 
 import os
 from pathlib import Path
+import re
 import threading
 from types import SimpleNamespace
 
@@ -243,15 +244,16 @@ def two_planning_engines(names, values):
     quiet = SimpleNamespace(info=lambda _t: None, warn=lambda _k, _t: None)
     runners = {s: FrameRunner(convert=None, publish=None, clock_ns=lambda: 0,
                               reporter=quiet) for s in names}
+    said = []   # the log lines
     return SharedEngines(st.engines(names, values), detectors, runners,
-                         info=lambda _t: None), detectors
+                         info=said.append), detectors, said
 
 
 def test_auto_tune_re_plans_at_once_for_engines_behind_and_in_the_planning_process_else():
     names = ('front', 'side')
     values = declared(names, {'side.model': 'ssd300_vgg16'}, auto_tune=True,
                       deadline_ms=300.0)
-    shared, detectors = two_planning_engines(names, values)
+    shared, detectors, said = two_planning_engines(names, values)
     worker, searched = shared._worker, []   # the plans the planning process made
     real = worker.joint_plan
     worker.joint_plan = lambda *a, **kw: searched.append(real(*a, **kw)) or searched[-1]
@@ -271,10 +273,12 @@ def test_auto_tune_re_plans_at_once_for_engines_behind_and_in_the_planning_proce
         # a tighter deadline, frames over its target (132 ms): at once, here
         replan(150.0, 0.2, 0.2)
         assert not searched and worker.pid is None
+        assert re.search(r'\(searched at once in \d+ ms\)$', said[-1]), said[-1]
         # a looser one, frames within its target (265 ms): in the planning process, whose
         # plan is the planner's
         replan(300.0, 0.1, 0.1)
         assert searched == [shared.budget.in_force] and worker.pid is not None
+        assert 'searched by the planning process in' in said[-1], said[-1]
         assert shared.budget.in_force == shared.budget.plan(shared.budget.request)
         # one engine behind its target (176 ms) is enough: at once
         replan(200.0, 0.1, 0.2)
@@ -288,7 +292,7 @@ def test_auto_tune_re_plans_at_once_for_engines_behind_and_in_the_planning_proce
 def test_with_auto_tune_a_change_is_checked_at_once_and_planned_on_the_planning_thread():
     names = ('front', 'side')
     values = declared(names, {'side.model': 'ssd300_vgg16'}, deadline_ms=300.0)
-    shared, detectors = two_planning_engines(names, values)
+    shared, detectors, _said = two_planning_engines(names, values)
     page, least = 4096, detectors[0].calibrator.pipeline.min_budget('pipelined')
     searched_on = []   # the threads joint plans were searched on
     plan = shared.budget.plan

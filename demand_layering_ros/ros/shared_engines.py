@@ -36,8 +36,8 @@ from ..engine.turns import Turns
 from ..perception.detector import Detector
 from ..realtime.auto_tune import HISTORY, QUANTILE
 from ..realtime.runner import FrameRunner
-from ..realtime.tuning import behind
 from ..realtime.shared_budget import engine_targets, SharedBudget, StreamEngine
+from ..realtime.tuning import behind
 
 MiB = 2 ** 20
 # parameters whose change makes a new joint plan (the others only with auto_tune)
@@ -177,8 +177,12 @@ class SharedEngines:
                              'holding the weights it streams (engines_take_turns: true runs '
                              'one)') from err
 
-    def apply(self, joint: JointPlan, req: Request, since: int | None = None) -> bool:
-        """Hand a joint plan to the engines (see SharedBudget.apply) and say what it is."""
+    def apply(self, joint: JointPlan, req: Request, since: int | None = None,
+              how: str = '') -> bool:
+        """Hand a joint plan to the engines (see SharedBudget.apply) and say what it is.
+
+        ``how``: how it was made, for the log line.
+        """
         if not self.budget.apply(joint, req, since):
             return False
         parts = [f'{e}: {p.mode} within {joint.held_bytes(e) / MiB:.1f} MiB'
@@ -188,7 +192,8 @@ class SharedEngines:
                     if req.targets else '')
                  for e, p in joint.plans.items()]
         self._info(f'joint plan, {joint.total_bytes / MiB:.1f} MiB in all: ' + '; '.join(parts)
-                   + (f'; targets missed: {", ".join(joint.missed)}' if joint.missed else ''))
+                   + (f'; targets missed: {", ".join(joint.missed)}' if joint.missed else '')
+                   + (f' ({how})' if how else ''))
         return True
 
     def replan_if_due(self, values: Mapping[str, Any]) -> None:
@@ -226,9 +231,11 @@ class SharedEngines:
                     return
                 (req, asked, since), self._waiting = self._waiting, None
             try:
-                joint = self._search(req)
+                start = time.monotonic()
+                joint, where = self._search(req)
+                took = f'searched {where} in {(time.monotonic() - start) * 1e3:.0f} ms'
                 if asked == self._asked:   # else a newer request waits for this thread
-                    self.apply(joint, req, since)
+                    self.apply(joint, req, since, took)
             except Exception as err:  # noqa: BLE001 - the plan in force is kept
                 self._info(f'joint plan failed ({type(err).__name__}: {err}); the plan in '
                            'force is kept')
@@ -240,22 +247,24 @@ class SharedEngines:
             thread.join(timeout)
         return not self.planning
 
-    def _search(self, req: Request) -> JointPlan:
-        """A joint plan with targets, searched at once here or in the planning process.
+    def _search(self, req: Request) -> tuple[JointPlan, str]:
+        """A joint plan with targets, searched at once here or in the planning process; where.
 
         The single stream's rule (``tuning.behind``): here while an engine's inferences run
         over its target, in the planning process (``engine.plan_worker``) while every engine
-        meets its own, where it takes longer and costs their frames little.
+        meets its own: there it takes longer, and spreads its cost over the frames instead of
+        making one of them 2-3x slower (``docs/benchmarks.md``).
         """
         assert req.targets is not None
         if not any(behind([t for _, t in self._ran[e]], target)
                    for e, target in req.targets.items()):
             try:
-                return self.budget.plan(req, search=self._worker.joint_plan)
+                joint = self.budget.plan(req, search=self._worker.joint_plan)
+                return joint, 'by the planning process'
             except PlanWorkerError as err:
                 self._info(f'joint plan: {err}; this plan is made on the node\'s planning '
                            'thread (the frames beside it run slower)')
-        return self.budget.plan(req)
+        return self.budget.plan(req), 'at once'
 
     # -- what diagnostics show ----------------------------------------------------------------
     def unsatisfied(self, values: Mapping[str, Any]) -> dict[str, str]:
