@@ -4,7 +4,9 @@
 For a budget it tries resident sets of a few shapes and improves the best greedily, every
 candidate judged by the simulator (which replays the executor's own plan); for a delay target it
 searches the least budget whose plan meets it. The curve is the Pareto front of (weight bytes,
-predicted delay) from the minimum to all-resident.
+predicted delay) from the minimum to all-resident. Several engines under one budget get a plan
+each (``joint_plan`` for a ``Request``): the budget split among them, or with targets the least
+total memory that meets every one.
 """
 
 from __future__ import annotations
@@ -386,7 +388,7 @@ def mode_margin(margins: Mapping[str, float], mode: str) -> float:
     return margins.get(str(mode), margins.get('', 1.0))
 
 
-def check_request(pipelines: Mapping[str, 'Pipeline'], req: Request,
+def check_request(pipelines: Mapping[str, Pipeline], req: Request,
                   lanes: Mapping[str, int] | None = None) -> None:
     """Why ``joint_plan`` cannot plan ``req`` (a ValueError), found without a search.
 
@@ -413,7 +415,7 @@ def check_request(pipelines: Mapping[str, 'Pipeline'], req: Request,
                          f'({sum(floors.values())} bytes): {", ".join(sorted(floors))}')
 
 
-def joint_plan(pipelines: Mapping[str, 'Pipeline'], req: Request,
+def joint_plan(pipelines: Mapping[str, Pipeline], req: Request,
                lanes: Mapping[str, int] | None = None) -> JointPlan:
     """The plan per engine for ``req``; ValueError saying why when the budget cannot hold it.
 
