@@ -20,10 +20,11 @@ This module is the one owner of the rules the executor runs by and the simulator
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 import enum
 from functools import cached_property, lru_cache
-from typing import Callable, Iterable, TYPE_CHECKING
+from typing import Callable, Iterable, Iterator, TYPE_CHECKING
 
 from .align import ALIGN, align_up
 
@@ -329,23 +330,22 @@ def _place(layout: Layout, drafts: list[_Draft], capacity: int, lead: int) -> bo
     occupants: list[tuple[int, int, int]] = []   # (start, end, load): latest load per range
     alive: list[int] = []
     previous_end = 0
-    for j, d in enumerate(drafts):
-        if d.region != Region.RING:
-            continue
+    ring = [j for j, d in enumerate(drafts) if d.region == Region.RING]
+    for k, j in enumerate(ring):
+        d = drafts[j]
         size = layout.nbytes[d.unit]
         if size > capacity:
             return False
         cutoff = d.first - lead
         alive = [i for i in alive if drafts[i].last >= cutoff]
         busy = [(drafts[i].offset, layout.nbytes[drafts[i].unit]) for i in alive]
-        nxt = next((e for e in drafts[j + 1:] if e.region == Region.RING), None)
+        nxt = drafts[ring[k + 1]] if k + 1 < len(ring) else None
         following = (0, []) if nxt is None else (layout.nbytes[nxt.unit], [
             (drafts[i].offset, layout.nbytes[drafts[i].unit]) for i in alive
             if drafts[i].last >= nxt.first - lead])
 
         def freed(pos: int, size: int) -> int:
-            return max((drafts[w].last for s, e, w in occupants if s < pos + size and pos < e),
-                       default=-1)
+            return max((drafts[w].last for w in _over(occupants, pos, pos + size)), default=-1)
 
         pos = _fit(busy, size, capacity, freed, following, previous_end)
         if pos is None:
@@ -379,7 +379,13 @@ def _fit(busy: list[tuple[int, int]], size: int, capacity: int,
                                                    for b, n in busy):
             continue
         room_next = _largest_gap(next_busy + [(pos, size)], capacity) >= next_size
-        score = (room_next, -freed(pos, size), _largest_gap(busy + [(pos, size)], capacity),
+        # the score's later terms are computed only for a place whose first ones can win
+        if best is not None and room_next < best[0][0]:
+            continue
+        earliest = -freed(pos, size)
+        if best is not None and (room_next, earliest) < best[0][:2]:
+            continue
+        score = (room_next, earliest, _largest_gap(busy + [(pos, size)], capacity),
                  pos == previous_end, pos == 0 or pos + size == capacity)
         if best is None or score > best[0]:
             best = (score, pos)
@@ -388,32 +394,46 @@ def _fit(busy: list[tuple[int, int]], size: int, capacity: int,
 
 def _largest_gap(busy: list[tuple[int, int]], capacity: int) -> int:
     edge, gap = 0, 0
-    for b, n in sorted(busy):
-        gap = max(gap, b - edge)
-        edge = max(edge, b + n)
-    return max(gap, capacity - edge)
+    for b, n in sorted(busy):   # comparisons, not max(): this runs for every place tried
+        if b - edge > gap:
+            gap = b - edge
+        if b + n > edge:
+            edge = b + n
+    return gap if gap > capacity - edge else capacity - edge
 
 
 def _occupy(occupants: list[tuple[int, int, int]], pos: int, size: int, load: int
             ) -> tuple[tuple[int, ...], list[tuple[int, int, int]]]:
-    """Record ``load`` over [pos, pos+size); return the loads it displaces.
+    """Record ``load`` over [pos, pos+size); return the loads it displaces, and ``occupants``.
 
-    ``occupants`` are (start, end, load): the latest load over each range.
+    ``occupants`` are (start, end, load), disjoint and in order: the latest load over each
+    range. They are updated in place.
     """
     lo, hi = pos, pos + size
-    before: set[int] = set()
-    out: list[tuple[int, int, int]] = []
-    for a, b, who in occupants:
-        if b <= lo or a >= hi:
-            out.append((a, b, who))
-            continue
-        before.add(who)
-        if a < lo:
-            out.append((a, lo, who))
-        if b > hi:
-            out.append((hi, b, who))
-    out.append((lo, hi, load))
-    return tuple(sorted(before)), out
+    i = bisect_right(occupants, lo, key=_end)   # the first range that ends after lo
+    j = i
+    while j < len(occupants) and occupants[j][0] < hi:
+        j += 1
+    pieces = [(lo, hi, load)]
+    if i < j and occupants[i][0] < lo:
+        pieces.insert(0, (occupants[i][0], lo, occupants[i][2]))
+    if i < j and occupants[j - 1][1] > hi:
+        pieces.append((hi, occupants[j - 1][1], occupants[j - 1][2]))
+    before = tuple(sorted({who for _a, _b, who in occupants[i:j]}))
+    occupants[i:j] = pieces
+    return before, occupants
+
+
+def _over(occupants: list[tuple[int, int, int]], lo: int, hi: int) -> Iterator[int]:
+    """The loads ``occupants`` (see ``_occupy``) record over [lo, hi)."""
+    k = bisect_right(occupants, lo, key=_end)
+    while k < len(occupants) and occupants[k][0] < hi:
+        yield occupants[k][2]
+        k += 1
+
+
+def _end(occupant: tuple[int, int, int]) -> int:
+    return occupant[1]
 
 
 def _lower_bound(layout: Layout, drafts: list[_Draft], lead: int) -> int:
