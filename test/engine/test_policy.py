@@ -149,3 +149,23 @@ def test_neighbours_are_not_read_together_when_one_would_wait_for_the_other():
                            IOSettings(queue_depth=1, request_bytes=16 * P))
         for r in plan.requests:
             assert r.gate <= min(plan.loads[j].first for j in r.loads), (budget, r)
+
+
+def test_occupied_ranges_say_the_latest_load_over_every_byte():
+    rng = random.Random(7)
+    capacity = 64
+    owner = [None] * capacity   # the latest load over each byte, kept the plain way
+    occupants = []
+    for load in range(400):
+        size = rng.randint(1, 20)
+        pos = rng.randrange(capacity - size + 1)
+        displaced, occupants = policy._occupy(occupants, pos, size, load)
+        assert displaced == tuple(sorted({w for w in owner[pos:pos + size] if w is not None}))
+        owner[pos:pos + size] = [load] * size
+        # disjoint, in order, and each range's load is every one of its bytes' latest
+        assert all(a < b <= c for (a, b, _), (c, _d, _w) in zip(occupants, occupants[1:]))
+        assert [w for a, b, w in occupants for _ in range(a, b)] == [
+            w for w in owner if w is not None]
+        lo = rng.randrange(capacity)
+        hi = rng.randint(lo + 1, capacity)
+        assert set(policy._over(occupants, lo, hi)) == {w for w in owner[lo:hi] if w is not None}
