@@ -80,7 +80,10 @@ class PlanWorker:
         return None if child is None else child.pid
 
     def close(self) -> None:
-        """End the child (a plan under way finishes first, up to STOP_S)."""
+        """End the child, after a plan under way (its caller holds the pipes until it returns).
+
+        A child that has not ended STOP_S after its input closed is killed.
+        """
         with self._lock:
             if self._child is not None:
                 self._stop(self._child)
