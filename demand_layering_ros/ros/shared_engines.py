@@ -256,8 +256,9 @@ class SharedEngines:
         making one of them 2-3x slower (``docs/benchmarks.md``).
         """
         assert req.targets is not None
-        if not any(behind([t for _, t in self._ran[e]], target)
-                   for e, target in req.targets.items()):
+        # each deque copied in one step (list): inference threads append to them meanwhile
+        recent = {e: [t for _, t in list(self._ran[e])] for e in req.targets}
+        if not any(behind(recent[e], target) for e, target in req.targets.items()):
             try:
                 joint = self.budget.plan(req, search=self._worker.joint_plan)
                 return joint, 'by the planning process'
