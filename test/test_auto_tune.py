@@ -1,6 +1,10 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """The auto-tuner: least memory for the deadline, re-planning when a plan leaves its band."""
 
+import sys
+import threading
+import time
+
 import pytest
 
 from demand_layering_ros.engine.policy import Layout
@@ -96,6 +100,32 @@ def test_frames_of_other_configurations_teach_their_mode_the_model_error():
     plan = tuner.plan(7.0, None)
     assert untaught.mode == 'pipelined' and tuner.state.ratio == pytest.approx(1.3)
     assert plan.predicted_s * 1.3 <= 7.0 < untaught.predicted_s * 1.3
+
+
+def test_a_mode_not_run_yet_is_judged_while_frames_teach_others():
+    """The planning thread reads every mode's ratios while the inference thread adds some."""
+    tuner = AutoTuner(IO_BOUND)
+    floor = IO_BOUND.min_budget('pipelined')
+    model = simulate(IO_BOUND, 'pipelined', floor).latency_s
+    tuner.learn('pipelined', floor, frozenset(), model * 1.2)
+    running = threading.Event()
+    running.set()
+
+    def frames():
+        while running.is_set():
+            tuner.learn('pipelined', floor, frozenset(), model * 1.2)
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)   # threads take turns as often as they can
+    teacher = threading.Thread(target=frames)
+    teacher.start()
+    try:
+        end = time.monotonic() + 3.0   # before the fix, 'deque mutated during iteration'
+        while time.monotonic() < end:  # came within 0.04-1.2 s (5 tries)
+            assert tuner.ratio('preload', 0.9) == pytest.approx(1.2)
+    finally:
+        running.clear()
+        teacher.join()
+        sys.setswitchinterval(switch)
 
 
 def test_after_a_replan_for_speed_memory_is_held_for_the_holdoff():

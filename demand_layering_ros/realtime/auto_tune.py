@@ -108,9 +108,11 @@ class AutoTuner:
 
         Before any frame at all: 1.0 (the calibrated model as it is).
         """
+        # copies made in one step each (list): the inference thread adds ratios meanwhile,
+        # and iterating a deque or dict it changes raises
         ratios = list(self._ratios.get(str(mode), ()))
         if not ratios:
-            ratios = [r for d in self._ratios.values() for r in d]
+            ratios = [r for d in list(self._ratios.values()) for r in list(d)]
         if recent:
             ratios = ratios[-recent:]
         return float(np.quantile(ratios, q)) if ratios else 1.0
