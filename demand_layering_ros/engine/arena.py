@@ -21,7 +21,9 @@ class HostArena:
 
     def __init__(self) -> None:
         self._map: mmap.mmap | None = None
-        self._lingering: list[mmap.mmap] = []
+        # mappings still viewed after a resize, with their lengths: ``held_bytes`` (read on
+        # other threads) must not touch a mapping this thread may be closing
+        self._lingering: list[tuple[mmap.mmap, int]] = []
         self.tensor: torch.Tensor | None = None
         self.size = 0      # bytes in use (the mapping may be longer, its tail returned)
         self.maps = 0      # mapping calls so far
@@ -57,22 +59,22 @@ class HostArena:
     @property
     def held_bytes(self) -> int:
         """Bytes the mappings hold: in use plus any still viewed after a resize."""
-        return self.size + sum(len(m) for m in self._lingering)
+        return self.size + sum(n for _m, n in list(self._lingering))
 
     def release(self) -> None:
         """Unmap (pages back to the OS); a mapping still viewed lingers until its views go."""
         self.tensor = None
         self._whole = None
         if self._map is not None:
-            self._lingering.append(self._map)
+            self._lingering.append((self._map, len(self._map)))
             self._map = None
         self.size = 0
         self._collect()
 
     def _collect(self) -> None:
-        for m in list(self._lingering):
+        for kept in list(self._lingering):
             try:
-                m.close()
+                kept[0].close()
             except BufferError:
                 continue
-            self._lingering.remove(m)
+            self._lingering.remove(kept)

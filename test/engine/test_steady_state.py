@@ -4,12 +4,16 @@
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
 
 from demand_layering_ros.engine import DemandLayeredModel, empty_weights, LayerStore
+from demand_layering_ros.engine.arena import HostArena
 from .toy import make_toy, Toy
+
+MiB = 2 ** 20
 
 
 @pytest.mark.slow
@@ -50,3 +54,29 @@ def test_the_arena_is_mapped_once_per_configuration(tmp_path):
         dl(x)
     assert dl.stats()['maps_total'] == 2 and dl.weight_bytes() == s['budget_bytes']
     dl.close()
+
+
+def test_the_arenas_held_bytes_can_be_read_while_it_re_maps():
+    """Diagnostics read ``held_bytes`` on the executor thread while inference re-maps."""
+    arena = HostArena()
+    arena.resize(32 * MiB)
+    errors, running = [], threading.Event()
+    running.set()
+
+    def diagnostics():
+        while running.is_set():
+            try:
+                assert arena.held_bytes >= 0
+            except ValueError as err:   # before: 'mmap closed or invalid' while unmapping
+                errors.append(err)
+
+    reader = threading.Thread(target=diagnostics)
+    reader.start()
+    try:
+        for k in range(12):   # each larger than any before: the old mapping is unmapped
+            arena.resize((64 + 16 * k) * MiB)
+    finally:
+        running.clear()
+        reader.join()
+        arena.release()
+    assert not errors, errors[0]
