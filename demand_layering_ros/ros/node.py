@@ -17,6 +17,7 @@ from __future__ import annotations
 from functools import partial
 import resource
 import signal
+import traceback
 from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -373,6 +374,18 @@ class DemandLayeringNode(LifecycleNode):
         return values
 
     def _publish_diagnostics(self) -> None:
+        """Publish every status; a failure is logged and the node keeps running.
+
+        An exception leaving a timer callback would end ``executor.spin()``, so the node.
+        """
+        try:
+            self._diagnose()
+        except Exception:  # noqa: BLE001 - diagnostics must not end the node
+            self.get_logger().get_child('diagnostics').error(
+                'diagnostics failed; the node keeps running:\n' + traceback.format_exc(),
+                throttle_duration_sec=WARN_EVERY_S)
+
+    def _diagnose(self) -> None:
         prep = self._preparation
         preparing = prep.progress if prep is not None and not prep.done else None
         shared = self.shared

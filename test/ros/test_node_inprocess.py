@@ -47,3 +47,18 @@ def test_outputs_are_lifecycle_publishers_and_diagnostics_are_not(node):
     for pub in (node.det_pub, node.label_pub, node.debug_pub):
         assert isinstance(pub, LifecyclePublisher) and not pub.is_activated
     assert not isinstance(node.diag_pub, LifecyclePublisher)  # they explain an inactive node
+
+
+def test_a_failing_status_is_logged_and_the_node_keeps_running(node, monkeypatch):
+    def broken(*_args, **_kwargs):
+        raise ValueError('mmap closed or invalid')
+    real = node._engine_values
+    monkeypatch.setattr(node, '_engine_values', broken)
+    said = []
+    logger = node.get_logger().get_child('diagnostics')
+    monkeypatch.setattr(type(logger), 'error', lambda _self, text, **_kw: said.append(text))
+    node._publish_diagnostics()   # before: the exception left the timer callback (and spin)
+    assert len(said) == 1 and 'mmap closed or invalid' in said[0]
+    monkeypatch.setattr(node, '_engine_values', real)
+    node._publish_diagnostics()   # the next period publishes again
+    assert len(said) == 1
