@@ -69,6 +69,16 @@ def test_a_faster_machine_gives_memory_back_and_nothing_oscillates():
                    for _ in range(10 * WINDOW))
 
 
+def test_memory_is_not_given_back_when_the_planner_would_make_the_same_plan():
+    tuner = AutoTuner(IO_BOUND)
+    plan = tuner.plan(8.0, None)   # 6 s on three pages: two pages would take 9 s
+    assert plan.predicted_s < 8.0 * LOW   # fast enough to look like memory to spare
+    tuner.observe(0.0)
+    # frames as predicted: before, a re-plan was due every few frames, and made this plan again
+    assert not any(tuner.observe(plan.predicted_s) for _ in range(4 * WINDOW))
+    assert tuner.plan(8.0, None) == plan
+
+
 def test_each_mode_keeps_its_own_correction():
     tuner = AutoTuner(IO_BOUND)
     seq = tuner.plan(100.0, None)

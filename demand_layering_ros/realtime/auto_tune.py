@@ -48,6 +48,8 @@ NEW_TARGET = 0.05   # a target this much away from the last is a new deadline (t
 #                     inference moves targets for the same deadline by a few percent)
 HOLDOFF = 60        # frames after a re-plan for speed before memory may be given back (a
 #                     machine that just proved slower is not trusted with less at once)
+FASTER = 0.1        # memory is given back once the plan's expected delay fell this share below
+#                     what it was planned with: less, and the planner would make the same plan
 
 
 def frames_for(q: float) -> int:
@@ -155,9 +157,13 @@ class AutoTuner:
                            or (self._judged >= max(2 * WINDOW, frames_for(self.quantile))
                                and self._over > 2 * allowed * self._judged))
         # memory to spare: nearly every recent frame is fast, and the planner's correction
-        # (which a stalling machine keeps high) agrees, or the plan would be the same one
+        # (which a stalling machine keeps high) agrees, or the plan would be the same one; and
+        # the plan is expected faster now than when it was made, or the planner, judging the
+        # same figures, would make it again
+        expected = model * self._correction(plan.mode)
         spare = (model * max(self.ratio(plan.mode, SPARE, recent=recent),
                              self._correction(plan.mode)) < st.target_s * LOW
+                 and expected < plan.predicted_s * st.ratio * (1 - FASTER)
                  and plan.budget_bytes > self._least_budget()
                  and self._since_slow >= HOLDOFF)
         if slow:

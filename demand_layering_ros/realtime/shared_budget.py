@@ -21,7 +21,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence, TYPE_CHECKING
 
 from ..engine.planner import check_request, joint_plan, JointPlan, Request
 from ..engine.turns import Turns
-from .auto_tune import LOW, TOLERANCE
+from .auto_tune import FASTER, LOW, TOLERANCE
 from .tuning import key
 
 if TYPE_CHECKING:
@@ -145,8 +145,9 @@ class SharedBudget:
         When an engine's target moved by more than DRIFT since the plan was made, or the
         calibrated prediction of its configuration times its mode's margin now leaves the
         tuner's band: slower than the target (and the plan meant to meet it), or far faster
-        while memory could be saved and more than DRIFT faster than when the plan was made -
-        otherwise the planner would choose the same plan again. A margin that moves within the
+        while memory could be saved, its expected delay down by more than FASTER since the plan
+        was made - otherwise the planner would choose the same plan again (the single stream's
+        rule, ``auto_tune.FASTER``). A margin that moves within the
         band (a slow inference entering or leaving the recent ones) re-plans nothing.
         """
         joint, req = self.in_force, self.request
@@ -164,7 +165,7 @@ class SharedBudget:
             if expected > target * (1 + TOLERANCE) and e not in joint.missed:
                 return True
             least = self.pipelines()[e].min_budget('pipelined')
-            easier = expected < plan.predicted_s * req.margin(e, plan.mode) * (1 - DRIFT)
+            easier = expected < plan.predicted_s * req.margin(e, plan.mode) * (1 - FASTER)
             if expected < target * LOW and plan.budget_bytes > least and easier:
                 return True
         return False
