@@ -160,10 +160,10 @@ class AutoTuner:
         # (which a stalling machine keeps high) agrees, or the plan would be the same one; and
         # the plan is expected faster now than when it was made, or the planner, judging the
         # same figures, would make it again
-        expected = model * self._correction(plan.mode)
-        spare = (model * max(self.ratio(plan.mode, SPARE, recent=recent),
-                             self._correction(plan.mode)) < st.target_s * LOW
-                 and expected < plan.predicted_s * st.ratio * (1 - FASTER)
+        correction = self._correction(plan.mode)
+        spare = (model * max(self.ratio(plan.mode, SPARE, recent=recent), correction)
+                 < st.target_s * LOW
+                 and model * correction < plan.predicted_s * st.ratio * (1 - FASTER)
                  and plan.budget_bytes > self._least_budget()
                  and self._since_slow >= HOLDOFF)
         if slow:
