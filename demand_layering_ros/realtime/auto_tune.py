@@ -99,7 +99,7 @@ class AutoTuner:
         plan, met = search(self.calibrator.pipeline, target_s, max_budget,
                            correction=correction.__getitem__)
         st.plan, st.met, st.target_s = plan, met, target_s
-        st.ratio = self._correction(plan.mode)
+        st.ratio = correction[str(plan.mode)]
         st.replans += 1
         self._judged = self._over = 0   # judged on its own frames (one re-plan per FIRST)
         self._skip = 1   # the next frame applies the plan: it reads the resident units in
