@@ -15,6 +15,7 @@ import pytest
 from demand_layering_ros.engine.calibrate import Calibrator
 from demand_layering_ros.engine.errors import InferenceAborted, StoreCorruptError
 from demand_layering_ros.engine.executor import Record, Visit
+from demand_layering_ros.engine.plan_worker import PlanWorkerError
 from demand_layering_ros.engine.planner import plan_for_deadline
 from demand_layering_ros.engine.policy import Config, effective_resident, Layout, Mode
 from demand_layering_ros.engine.simulate import Pipeline, simulate
@@ -25,7 +26,7 @@ from demand_layering_ros.realtime import (DeadlinePolicy, DeadlineReference, Fra
                                           Health, Level, Settings)
 from demand_layering_ros.realtime.auto_tune import AutoTuner, TOLERANCE
 from demand_layering_ros.realtime.runner import describe, FrameReport
-from demand_layering_ros.realtime.tuning import key, TuningLoop
+from demand_layering_ros.realtime.tuning import key, searched, TuningLoop
 
 S = 1_000_000_000
 RGB = np.zeros((4, 4, 3), np.uint8)
@@ -627,6 +628,34 @@ def test_planning_runs_off_the_inference_thread_and_never_stalls_frames():
         tuner.go.set()
         runner.stop()
     assert not any(t.name == 'dl-plan' and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_plan_is_searched_in_the_planning_process_only_while_frames_keep_up():
+    calls: list[object] = []
+    warned: list[str] = []
+
+    def plan(search=None):
+        calls.append(search)
+        return 'plan'
+
+    def child(*args):
+        return 'child plan'
+
+    def failing(*args):
+        raise PlanWorkerError('the planning process ended without an answer')
+
+    assert searched(plan, child, False, warned.append) == ('plan', True)
+    assert calls == [child]
+    assert searched(plan, child, True, warned.append) == ('plan', False)   # frames behind
+    assert searched(plan, None, False, warned.append) == ('plan', False)   # no process
+    assert calls[1:] == [None, None] and warned == []
+    # the process failed: said, and the plan is made here instead of being lost
+    calls.clear()
+    assert searched(lambda search=None: failing() if search else plan(), failing, False,
+                    warned.append) == ('plan', False)
+    assert calls == [None]
+    assert warned == ['the planning process ended without an answer; this plan is made on the '
+                      'planning thread (the frames beside it run slower)']
 
 
 def test_a_frame_of_the_old_plan_is_not_judged_against_the_new_one():

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from functools import partial
 import threading
 import time
-from typing import Callable, Sequence, TYPE_CHECKING
+from typing import Any, Callable, Sequence, TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -42,6 +43,8 @@ from .settings import Settings
 if TYPE_CHECKING:
     from ..engine.planner import Plan
     from .auto_tune import AutoTuner
+
+_T = TypeVar('_T')
 
 MiB = 2 ** 20
 WINDOW = 30          # frames whose outside time and clock rate the target is computed from
@@ -244,20 +247,12 @@ class TuningLoop:
         return behind(self._recent_s, target_s)
 
     def _search(self, tuner: 'AutoTuner', target: float, s: Settings) -> 'Plan':
-        """The tuner's plan, searched at once here or in the planning process.
-
-        Here when frames run over the target; else in the planning process (when there is
-        one), where it takes longer and costs them little.
-        """
+        """The tuner's plan, searched at once here or in the planning process (``searched``)."""
         worker = self._worker
-        if worker is not None and not self.behind(target):
-            try:
-                return tuner.plan(target, s.budget_cap_bytes, s.auto_tune_quantile,
-                                  search=worker.plan_for_deadline)
-            except PlanWorkerError as err:
-                self._info(f'auto_tune: {err}; this plan is made on the planning thread (the '
-                           'frames beside it run slower)')
-        return tuner.plan(target, s.budget_cap_bytes, s.auto_tune_quantile)
+        plan, _ = searched(partial(tuner.plan, target, s.budget_cap_bytes, s.auto_tune_quantile),
+                           worker.plan_for_deadline if worker is not None else None,
+                           self.behind(target), lambda m: self._info(f'auto_tune: {m}'))
+        return plan
 
     def _loop(self, settings: Callable[[], Settings]) -> None:
         while not self._stopping.is_set():
@@ -278,6 +273,24 @@ def behind(recent_s: Sequence[float], target_s: float) -> bool:
     """
     recent = list(recent_s)[-BEHIND:]
     return not recent or float(np.median(recent)) > target_s
+
+
+def searched(plan: Callable[..., _T], child: Callable[..., Any] | None, behind_now: bool,
+             warn: Callable[[str], None]) -> tuple[_T, bool]:
+    """``plan()``, or ``plan(search=child)`` in the planning process; and whether it was there.
+
+    There (``engine.plan_worker``) while frames meet their target (``behind_now`` False): it
+    takes longer, and spreads its cost over the frames instead of making one of them 2-3x
+    slower (``docs/benchmarks.md``). At once, on the calling thread, while they are behind, or
+    when the planning process failed (``warn`` says so).
+    """
+    if child is not None and not behind_now:
+        try:
+            return plan(search=child), True
+        except PlanWorkerError as err:
+            warn(f'{err}; this plan is made on the planning thread (the frames beside it run '
+                 'slower)')
+    return plan(), False
 
 
 def key(plan: 'Plan') -> ConfigKey:

@@ -28,7 +28,7 @@ import numpy as np
 
 from . import streams as st
 from .params import settings_from
-from ..engine.plan_worker import PlanWorker, PlanWorkerError
+from ..engine.plan_worker import PlanWorker
 from ..engine.planner import JointPlan, mode_margin, Request
 from ..engine.executor import Record
 from ..engine.policy import Config
@@ -37,7 +37,7 @@ from ..perception.detector import Detector
 from ..realtime.auto_tune import HISTORY, QUANTILE
 from ..realtime.runner import FrameRunner
 from ..realtime.shared_budget import engine_targets, SharedBudget, StreamEngine
-from ..realtime.tuning import behind
+from ..realtime.tuning import behind, searched
 
 MiB = 2 ** 20
 # parameters whose change makes a new joint plan (the others only with auto_tune)
@@ -250,22 +250,17 @@ class SharedEngines:
     def _search(self, req: Request) -> tuple[JointPlan, str]:
         """A joint plan with targets, searched at once here or in the planning process; where.
 
-        The single stream's rule (``tuning.behind``): here while an engine's inferences run
-        over its target, in the planning process (``engine.plan_worker``) while every engine
-        meets its own: there it takes longer, and spreads its cost over the frames instead of
-        making one of them 2-3x slower (``docs/benchmarks.md``).
+        The single stream's rule (``tuning.searched``), with every engine's own frames: in the
+        planning process only while each meets its target.
         """
         assert req.targets is not None
         # each deque copied in one step (list): inference threads append to them meanwhile
         recent = {e: [t for _, t in list(self._ran[e])] for e in req.targets}
-        if not any(behind(recent[e], target) for e, target in req.targets.items()):
-            try:
-                joint = self.budget.plan(req, search=self._worker.joint_plan)
-                return joint, 'by the planning process'
-            except PlanWorkerError as err:
-                self._info(f'joint plan: {err}; this plan is made on the node\'s planning '
-                           'thread (the frames beside it run slower)')
-        return self.budget.plan(req), 'at once'
+        joint, there = searched(partial(self.budget.plan, req), self._worker.joint_plan,
+                                any(behind(recent[e], target)
+                                    for e, target in req.targets.items()),
+                                lambda m: self._info(f'joint plan: {m}'))
+        return joint, 'by the planning process' if there else 'at once'
 
     # -- what diagnostics show ----------------------------------------------------------------
     def unsatisfied(self, values: Mapping[str, Any]) -> dict[str, str]:
