@@ -14,6 +14,7 @@ each) from engines grouped by detector and planned jointly under one budget
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 import resource
 import signal
@@ -25,15 +26,16 @@ from lifecycle_msgs.msg import Transition
 import rclpy
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.clock import Clock, ClockType
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, State, TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from rclpy.task import Future
-from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 
 from . import diagnostics, streams as st
-from .params import (check, descriptor, detector_spec, engine_from, ENGINE, settings_from,
-                     SPEC)
+from .params import (check, descriptor, detector_spec, engine_from, ENGINE, loosely,
+                     settings_from, SPEC)
 from .shared_engines import SharedEngines
 from .stream import Message, StreamIO
 from ..engine import Disk, IOSettings
@@ -54,16 +56,16 @@ class DemandLayeringNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__('demand_layering_node', **kwargs)
-        for name in SPEC:
-            self.declare_parameter(name, SPEC[name][0], descriptor(name))
+        # values from the command line or a parameter file that do not fit their parameter
+        refused = [self._declare(name, SPEC[name][0], descriptor(name)) for name in SPEC]
         values: dict[str, Any] = {n: self.get_parameter(n).value for n in SPEC}
         self.stream_names = () if check('streams', values['streams']) else st.names(
             values['streams'])
         for s in self.stream_names:
             for name in st.PER_STREAM:
                 pname = st.parameter(s, name)
-                self.declare_parameter(pname, st.default(s, name, values),
-                                       st.descriptor(s, name))
+                refused.append(self._declare(pname, st.default(s, name, values),
+                                             st.descriptor(s, name)))
                 values[pname] = self.get_parameter(pname).value
         self._values = values
         # per stream ('' = the single unnamed stream): the model's classes, for class_filter
@@ -71,8 +73,8 @@ class DemandLayeringNode(LifecycleNode):
                             for s in self.stream_names or ('',)}
         self.categories: list[str] = self._categories[(self.stream_names or ('',))[0]]
         # values from the command line or a parameter file never passed the on-set callback
-        self._start_error = next((r for n, v in values.items() if (r := self._check(n, v))),
-                                 None)
+        self._start_error = next((r for r in refused if r), None) or next(
+            (r for n, v in values.items() if (r := self._check(n, v))), None)
         self._engines: list[st.Engine] = []
         if not self._start_error:
             try:
@@ -86,6 +88,10 @@ class DemandLayeringNode(LifecycleNode):
         self._pending: tuple[dict[str, Any], set[str], Any] | None = None
         self._hardware_id = str(values['device'])
         self._loggers: dict[str, Any] = {}
+        # Humble's rclpy has no pre-set callback: there a value of another type is refused
+        pre_set = getattr(self, 'add_pre_set_parameters_callback', None)
+        if pre_set is not None:
+            pre_set(self._loosely)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # Humble's rclpy has no post-set callback: apply at the end of the on-set callback,
         # which is the last check a set passes (descriptors are checked before it)
@@ -111,6 +117,41 @@ class DemandLayeringNode(LifecycleNode):
             # services, diagnostics, frames) must stay free to run
             self._autostart = self.create_timer(0.01, self._start, clock=steady,
                                                 callback_group=ReentrantCallbackGroup())
+
+    def _declare(self, name: str, default: Any, desc: ParameterDescriptor) -> str | None:
+        """Declare ``name``; why its value from the command line or a file was refused, if so.
+
+        A value given as another type is taken where it has one meaning (``params.loosely``). A
+        value still refused (its type, its range) leaves the parameter at its default and the
+        node up: configure then fails with the reason, as for any other bad start value.
+        """
+        given = self._parameter_overrides.get(name)
+        if given is not None:
+            expected = desc.type or Parameter.Type.from_parameter_value(default).value
+            value = loosely(expected, given.type_.value, given.value, default)
+            if value is not given.value:
+                self._parameter_overrides[name] = Parameter(name, value=value)
+        try:
+            self.declare_parameter(name, default, desc)
+            return None
+        except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+            self.declare_parameter(name, default, desc, ignore_override=True)
+            return f'{name} from the command line or a parameter file: {err}'
+
+    def _loosely(self, params: list[Parameter]) -> list[Parameter]:
+        """Pre-set callback: values of another type, as their parameter's (``params.loosely``).
+
+        An empty list is left as it is: ``ros2 param delete`` sends one, and is refused.
+        """
+        out = []
+        for p in params:
+            if self.has_parameter(p.name) and p.type_ != Parameter.Type.NOT_SET:
+                value = loosely(self.describe_parameter(p.name).type, p.type_.value, p.value,
+                                None)
+                if value is not p.value:
+                    p = Parameter(p.name, value=value)
+            out.append(p)
+        return out
 
     @staticmethod
     def _classes(model: str) -> list[str]:
@@ -312,7 +353,7 @@ class DemandLayeringNode(LifecycleNode):
         plan = None
         try:
             if self.detector is not None and set(changes) & {*ENGINE, 'auto_tune'}:
-                self.detector.validate(engine_from(values))
+                self._validate_engine(values)
             if self.shared is not None and self.shared.affects(list(changes), values):
                 # checked here, where a budget that cannot hold the streams is refused; the
                 # plan is handed over with the new values (with auto_tune: once searched)
@@ -323,6 +364,24 @@ class DemandLayeringNode(LifecycleNode):
         if self._apply_on_set:
             self._on_post_set_parameters(params)
         return SetParametersResult(successful=True)
+
+    def _validate_engine(self, values: dict[str, Any]) -> None:
+        """Check the engine request (EngineError: why not).
+
+        With auto_tune, execution_mode and resident_units are the planner's and
+        memory_budget_mb is its cap: a cap that holds the least any mode runs in (the
+        sequential minimum) is one the planner can plan within.
+        """
+        assert self.detector is not None
+        if not values['auto_tune']:
+            self.detector.validate(engine_from(values))
+        elif values['memory_budget_mb'] > 0:
+            try:
+                self.detector.validate(replace(engine_from(values), mode='sequential',
+                                               resident=()))
+            except EngineError as err:
+                raise EngineError(f'auto_tune cannot plan within memory_budget_mb: {err}, '
+                                  'the least any execution mode holds') from err
 
     def _on_post_set_parameters(self, params: list[Parameter]) -> None:
         """Apply what the on-set callback accepted: new snapshots, and the engine requests."""

@@ -111,6 +111,33 @@ def descriptor(name: str) -> ParameterDescriptor:
     return d
 
 
+# what a value given as another type means, for the parameter types a user writes loosely:
+# ``deadline_ms:=300`` (an integer for a double), ``class_filter:=person`` (one string for a
+# list), ``class_filter: [1, 3]`` (ids as integers), ``resident_units: []`` (an empty YAML list,
+# which ROS passes with no type at all: the parameter's own "none")
+_AS = {
+    (ParameterType.PARAMETER_DOUBLE, ParameterType.PARAMETER_INTEGER): float,
+    (ParameterType.PARAMETER_INTEGER, ParameterType.PARAMETER_DOUBLE):
+        lambda v: int(v) if float(v).is_integer() else v,
+    (ParameterType.PARAMETER_STRING_ARRAY, ParameterType.PARAMETER_STRING): lambda v: [v],
+    (ParameterType.PARAMETER_STRING_ARRAY, ParameterType.PARAMETER_INTEGER_ARRAY):
+        lambda v: [str(i) for i in v],
+}
+
+
+def loosely(expected: int, given: int, value: Any, default: Any) -> Any:
+    """``value``, of ROS parameter type ``given``, as the type ``expected`` where it means one.
+
+    Otherwise unchanged (the type check then refuses it with its reason). An empty list (no
+    type) is the parameter's default for the list parameters, whose defaults mean "none"
+    ([""]) or "keep" ([0, 0]).
+    """
+    if given == ParameterType.PARAMETER_NOT_SET and isinstance(default, list):
+        return list(default)
+    convert = _AS.get((expected, given))
+    return value if convert is None else convert(value)
+
+
 def class_names(categories: Sequence[str]) -> list[str]:
     """The model's class names a filter may use."""
     return [c for c in categories if c not in NOT_CLASSES]
@@ -141,10 +168,12 @@ def check(name: str, value: Any, categories: Sequence[str] = ()) -> str | None:
     if name == 'class_filter' and categories:
         names = class_names(categories)
         unknown = [c for c in value if c.strip() and c.strip() not in names
-                   and not (c.strip().isdigit() and int(c.strip()) < len(categories))]
+                   and not (c.strip().isdigit() and int(c.strip()) < len(categories)
+                            and categories[int(c.strip())] not in NOT_CLASSES)]
         if unknown:
             return (f'class_filter {unknown}: not classes of this model (class names or ids '
-                    f'0..{len(categories) - 1}; names: {", ".join(names)})')
+                    f'0..{len(categories) - 1} except those of {", ".join(NOT_CLASSES)}; names: '
+                    f'{", ".join(names)})')
     return None
 
 

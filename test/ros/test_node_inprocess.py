@@ -16,8 +16,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.timeout(60)]
 @pytest.fixture(params=['kilted', 'humble'])
 def node(request, monkeypatch):
     if request.param == 'humble':
-        # Humble's rclpy has no post-set callback: the node must not need it
+        # Humble's rclpy has no pre- or post-set callback: the node must not need them
         monkeypatch.delattr(rclpy.node.Node, 'add_post_set_parameters_callback')
+        monkeypatch.delattr(rclpy.node.Node, 'add_pre_set_parameters_callback')
     with in_process_node('-p', 'model:=ssdlite320_mobilenet_v3_large') as n:
         yield n
 
