@@ -136,7 +136,9 @@ class DemandLayeringNode(LifecycleNode):
             return None
         except (InvalidParameterTypeException, InvalidParameterValueException) as err:
             self.declare_parameter(name, default, desc, ignore_override=True)
-            return f'{name} from the command line or a parameter file: {err}'
+            # rclpy's text ends with ": <name>"; the reason is what precedes it
+            reason = str(err).removesuffix(f': {name}')
+            return f'{name} from the command line or a parameter file: {reason}'
 
     def _loosely(self, params: list[Parameter]) -> list[Parameter]:
         """Pre-set callback: values of another type, as their parameter's (``params.loosely``).
