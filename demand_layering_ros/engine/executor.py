@@ -27,6 +27,7 @@ from .errors import (BudgetError, ConfigError, InferenceAborted, StoreChangedErr
 from .integrity import Identity, Integrity, Verify
 from .loaders import CudaLoader, Disk, HostLoader, Loader, OnDemand
 from .policy import Config, IOSettings, Layout, Mode, Plan, Region
+from .sizes import mib
 from .store import LayerStore
 from .turns import Turns
 
@@ -160,8 +161,8 @@ class DemandLayeredModel:
         if budget_bytes is None:  # keep the current budget, raised to what the mode needs
             budget_bytes = max(base.budget_bytes, minimum) if base else minimum
         if budget_bytes < minimum:
-            raise BudgetError(f'budget {budget_bytes / 2**20:.1f} MiB is below the {m} minimum '
-                              f'of {minimum / 2**20:.1f} MiB ({minimum} bytes) for '
+            asked, least = mib(budget_bytes, minimum, exact={minimum})
+            raise BudgetError(f'budget {asked} is below the {m} minimum of {least} for '
                               f'{self.store.path.name}' + (
                                   f' with {len(res)} resident units' if res else ''))
         return Config(m, int(budget_bytes), res, prefetch_depth)

@@ -17,6 +17,7 @@ from typing import Any, Callable, Mapping
 
 from .policy import weight_bytes_of
 from .simulate import Pipeline, Prediction, simulate
+from .sizes import mib
 
 CANDIDATES = 4         # units tried per greedy step (those with the largest stalls)
 GAIN_S = 1e-5          # a resident unit must save at least this much predicted delay
@@ -71,9 +72,11 @@ def plan_for_budget(p: Pipeline, budget: int, refine: int = GREEDY_STEPS) -> Pla
         return plan_in_mode(p, 'preload', total, frozenset(range(len(p.nbytes))))
     floor = p.min_budget('pipelined')
     if budget < floor:
-        if budget < p.min_budget('sequential'):
-            raise ValueError(f'budget {budget} bytes is below the minimum of any mode '
-                             f'({p.min_budget("sequential")} bytes, sequential)')
+        least = p.min_budget('sequential')
+        if budget < least:
+            asked, shown = mib(budget, least, exact={least})
+            raise ValueError(f'budget {asked} is below the minimum of any mode '
+                             f'({shown}, sequential)')
         return plan_in_mode(p, 'sequential', budget)
     base = simulate(p, 'pipelined', budget)
     best: tuple[frozenset[int], Prediction] = (frozenset(), base)
@@ -138,8 +141,8 @@ def plan_within(p: Pipeline, total: int, lanes: int = 1) -> Plan:
         return plan_for_budget(p, total)
     floor = least_held(p, lanes)
     if floor.held_bytes(lanes) > total:
-        raise ValueError(f'{total} bytes cannot hold {lanes} lanes (at least '
-                         f'{floor.held_bytes(lanes)} bytes)')
+        asked, least = mib(total, floor.held_bytes(lanes), exact={floor.held_bytes(lanes)})
+        raise ValueError(f'{asked} cannot hold {lanes} lanes (at least {least})')
     fits = [floor]
     lo, hi = floor.budget_bytes, min(total, p.min_budget('preload') - 1)
     even = total // lanes
@@ -341,8 +344,8 @@ def plan_jointly(demands: list[Demand], max_total: int | None = None) -> JointPl
     plans = dict(floor)
     room = max_total - sum(floor_held.values())
     if room < 0:
-        raise ValueError(f'{max_total} bytes cannot hold the engines\' minimums '
-                         f'({sum(floor_held.values())} bytes)')
+        total, need = mib(max_total, sum(floor_held.values()))
+        raise ValueError(f'{total} cannot hold the engines\' minimums ({need})')
 
     def extra(d: Demand) -> int:
         return held[d.name] - floor_held[d.name]
@@ -402,8 +405,9 @@ def check_request(pipelines: Mapping[str, Pipeline], req: Request,
         least = (pipelines[e].min_budget('sequential') if n == 1
                  else least_held(pipelines[e], n).held_bytes(n))
         if b < least:
-            raise ValueError(f'engine {e}: fixed budget {b / 2**20:.1f} MiB is below its '
-                             f'minimum of {least / 2**20:.1f} MiB ({least} bytes)')
+            asked, at_least = mib(b, least, exact={least})
+            raise ValueError(f'engine {e}: fixed budget {asked} is below its minimum of '
+                             f'{at_least}')
     if req.budget_bytes is None:
         return
     fixed = sum(reserved(pipelines[e], b) for e, b in req.fixed.items())

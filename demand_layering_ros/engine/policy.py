@@ -27,6 +27,7 @@ from functools import cached_property, lru_cache
 from typing import Callable, Iterable, Iterator, TYPE_CHECKING
 
 from .align import ALIGN, align_up
+from .sizes import mib
 
 if TYPE_CHECKING:
     from .store import LayerStore
@@ -241,8 +242,8 @@ def _plan(layout: Layout, config: Config, io: IOSettings) -> Plan:
     least = sum(_min_regions(layout, resident, lead))
     if room < least:
         minimum = min_budget(layout, config.mode, resident, io)
-        raise ValueError(f'budget {config.budget_bytes} is below the {config.mode} minimum '
-                         f'{minimum}')
+        asked, least = mib(config.budget_bytes, minimum, exact={minimum})
+        raise ValueError(f'budget {asked} is below the {config.mode} minimum of {least}')
     # the placement is greedy: where a larger room happens not to work out, the least room's
     # arrangement (which does) is used - within the budget, with less read-ahead
     arranged = _arrange(layout, resident, room, lead) or _arrange(layout, resident, least, lead)

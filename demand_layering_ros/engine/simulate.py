@@ -24,6 +24,7 @@ from typing import Iterable
 
 from . import policy
 from .policy import Config, IOSettings, Layout, Mode, Plan
+from .sizes import mib
 
 INF = float('inf')
 
@@ -82,9 +83,10 @@ class Pipeline:
              prefetch_depth: int | None = None) -> Plan:
         """The executor's plan for this configuration (ValueError below the minimum)."""
         res = frozenset(resident)
-        if budget < self.min_budget(mode, res):
-            raise ValueError(f'budget {budget} is below the {mode} minimum '
-                             f'{self.min_budget(mode, res)}')
+        minimum = self.min_budget(mode, res)
+        if budget < minimum:
+            asked, least = mib(budget, minimum, exact={minimum})
+            raise ValueError(f'budget {asked} is below the {mode} minimum of {least}')
         return policy.plan(self.layout, Config(Mode(mode), budget, res, prefetch_depth), self.io)
 
 

@@ -1,6 +1,7 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """Executor: exact outputs in every mode, the budget, live reconfiguration, on-demand, abort."""
 
+import re
 import threading
 
 import pytest
@@ -50,8 +51,12 @@ def test_budget_below_minimum_is_refused_with_the_minimum(toy):
     dl = DemandLayeredModel(skeleton, store, mode='sequential')
     minimum = dl.stats()['min_budget_bytes']
     assert minimum >= store.largest_unit_bytes
-    with pytest.raises(BudgetError, match=f'{minimum} bytes'):
+    with pytest.raises(BudgetError, match=f'{minimum} bytes') as err:
         dl.reconfigure(budget_bytes=minimum - 1)
+    # a byte below: the MiB figures alone would read alike, so both give their bytes
+    shown = re.findall(r'[\d.]+ MiB(?: \(\d+ bytes\))?', str(err.value))
+    assert shown == [f'{(minimum - 1) / 2**20:.2f} MiB ({minimum - 1} bytes)',
+                     f'{minimum / 2**20:.2f} MiB ({minimum} bytes)'], str(err.value)
     with pytest.raises(BudgetError):
         DemandLayeredModel(skeleton, store, mode='pipelined', budget_bytes=minimum - 1)
     with pytest.raises(ConfigError, match='mode'):

@@ -1,11 +1,14 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """Simulator and planner against pipelines computed by hand (units of one page, times in s)."""
 
+import re
+
 import pytest
 
 from demand_layering_ros.engine import planner
 from demand_layering_ros.engine.policy import IOSettings, Layout
 from demand_layering_ros.engine.simulate import Pipeline, simulate
+from demand_layering_ros.engine.sizes import mib, MiB
 
 B = 4096  # every unit is one page: units are page multiples in real stores
 
@@ -47,6 +50,35 @@ def test_resident_units_are_not_read_and_count_against_the_budget():
     assert pred.bytes_read == 3 * B
     with pytest.raises(ValueError, match='minimum'):
         simulate(IO_BOUND, 'pipelined', 3 * B - 1, {0})
+
+
+def figures(message):
+    """The sizes a message shows, as shown."""
+    return re.findall(r'-?[\d.]+ MiB(?: \(\d+ bytes\))?', message)
+
+
+def test_sizes_in_refusals_read_differently_where_they_differ():
+    # the probe's: 2.4531 MiB read as the 2.5 MiB minimum it is below, 0.01 MiB as 0.0
+    asked, least = int(2.4531 * MiB), int(2.4531 * MiB) + 100
+    assert mib(asked, least) == [f'2.45 MiB ({asked} bytes)', f'2.45 MiB ({least} bytes)']
+    assert mib(int(0.01 * MiB), 2 * MiB) == ['0.01 MiB', '2.00 MiB']
+    assert mib(1000, 2 * MiB) == ['0.00 MiB (1000 bytes)', '2.00 MiB']
+    assert mib(0, 2 * MiB) == ['0.00 MiB', '2.00 MiB']
+    # a least the reader may set: its bytes always (two decimals round it down as often as up)
+    assert mib(MiB, 3 * MiB, exact={3 * MiB}) == ['1.00 MiB', f'3.00 MiB ({3 * MiB} bytes)']
+    # every refusal of the planner and the simulator, a page below its least
+    p = pipe([1] * 8, [1] * 8, nbytes=600 * B)    # units of 2.34 MiB
+    least, lanes = p.min_budget('sequential'), planner.least_held(p, 2).held_bytes(2)
+    fixed = planner.Request(None, {'a': least - B})
+    for refuse in (lambda: planner.plan_for_budget(p, least - B),
+                   lambda: p.plan('sequential', least - B),
+                   lambda: planner.check_request({'a': p}, fixed),
+                   lambda: planner.plan_within(p, lanes - B, lanes=2)):
+        with pytest.raises(ValueError) as err:
+            refuse()
+        shown = figures(str(err.value))
+        assert len(shown) == 2 and shown[0] != shown[1], str(err.value)
+        assert shown[1].endswith(' bytes)'), shown   # the least: its bytes, to be set
 
 
 def test_prefetch_depth_limits_read_ahead():
@@ -144,7 +176,7 @@ def test_split_budget_gives_minimums_then_shares_in_proportion_to_need():
     fixed = planner.split_budget([planner.Demand('a', IO_BOUND, budget_bytes=4 * B),
                                   planner.Demand('b', big)], 8 * B)
     assert fixed.plans['a'].mode == 'preload' and fixed.plans['b'].budget_bytes <= 4 * B
-    with pytest.raises(ValueError, match='minimums'):
+    with pytest.raises(ValueError, match='cannot hold'):
         planner.split_budget([planner.Demand('a', small), planner.Demand('b', big)], 3 * B)
 
 
