@@ -1,6 +1,7 @@
 # Copyright 2026 demand_layering_ros maintainers. Licensed under the Apache License, Version 2.0.
 """One budget for several engines, without ROS: joint plans, targets, handing plans over."""
 
+import re
 import threading
 import time
 from types import SimpleNamespace
@@ -11,6 +12,7 @@ from demand_layering_ros.engine import planner
 from demand_layering_ros.engine.planner import joint_plan, Request
 from demand_layering_ros.engine.policy import Layout
 from demand_layering_ros.engine.simulate import Pipeline
+from demand_layering_ros.engine.sizes import MiB
 from demand_layering_ros.engine.turns import Turns
 from demand_layering_ros.realtime.auto_tune import LOW
 from demand_layering_ros.realtime.shared_budget import engine_targets, SharedBudget, StreamEngine
@@ -61,7 +63,7 @@ def test_without_targets_the_budget_is_split_and_fixed_budgets_kept():
     # 0 (None): every engine at its pipelined minimum
     least = joint_plan(pipes, Request(None))
     assert [p.budget_bytes for p in least.plans.values()] == [2 * B, 2 * B]
-    with pytest.raises(ValueError, match='minimums'):
+    with pytest.raises(ValueError, match='cannot hold'):
         joint_plan(pipes, Request(3 * B))
     with pytest.raises(ValueError, match='engine a: fixed budget'):
         joint_plan(pipes, Request(10 * B, {'a': B // 2}))
@@ -108,7 +110,7 @@ def test_lanes_count_what_each_streams_and_the_resident_units_once():
     assert joint.held_bytes('b') == 2 * b.budget_bytes - b.resident_bytes
     # 0: each lane at its pipelined minimum
     assert joint_plan(pipes, Request(None), lanes).total_bytes == 2 * B + 2 * 2 * B
-    with pytest.raises(ValueError, match='minimums'):
+    with pytest.raises(ValueError, match='cannot hold'):
         joint_plan(pipes, Request(5 * B), lanes)
     # the whole model: preloaded once, whatever the lanes
     whole = joint_plan({'b': LARGE}, Request(12 * B), lanes)
@@ -136,7 +138,7 @@ def test_lanes_may_hold_a_large_unit_once_to_fit_a_tight_budget():
     joint = joint_plan({'a': p}, Request(150 * B), {'a': 2})
     assert joint.total_bytes <= 150 * B and 1 in joint.plans['a'].resident
     assert joint_plan({'a': p}, Request(None), {'a': 2}).total_bytes == 140 * B
-    with pytest.raises(ValueError, match='minimums'):
+    with pytest.raises(ValueError, match='cannot hold'):
         joint_plan({'a': p}, Request(139 * B), {'a': 2})
     assert planner.least_held(p).budget_bytes == 110 * B   # one lane: as before
 
@@ -303,6 +305,35 @@ def test_engines_in_turns_never_infer_at_once_and_the_nearer_deadline_goes_first
     for t in (first, *later):
         t.join(5)
     assert order == ['a', 'b', 'c']
+
+
+def refusal(pipes, req, lanes=None):
+    """The joint plan's refusal of ``req``; the check's, found without a search, is the same."""
+    with pytest.raises(ValueError) as err:
+        joint_plan(pipes, req, lanes)
+    with pytest.raises(ValueError) as checked:
+        planner.check_request(pipes, req, lanes)
+    assert str(checked.value) == str(err.value)
+    return str(err.value)
+
+
+def test_a_refusal_gives_fixed_budgets_as_asked_and_names_every_engine():
+    # the probe's: two streams on one engine, one fixing 100 MiB, a node total below the model
+    whole = SMALL.min_budget('preload')   # 8 pages
+    msg = refusal({'a': SMALL}, Request(6 * B, {'a': 100 * MiB}))
+    assert msg == (f'budget 0.02 MiB cannot hold the 0.03 MiB the engines need at the least - '
+                   f'a: fixed budget 100.00 MiB, counted as its whole model, {whole / MiB:.2f} '
+                   'MiB (no plan holds more)')
+    # beside another engine (two lanes): it is named, with its least
+    msg = refusal({'a': SMALL, 'b': LARGE}, Request(7 * B, {'a': 100 * MiB}), {'b': 2})
+    assert 'a: fixed budget 100.00 MiB, counted as its whole model, 0.03 MiB' in msg
+    assert msg.endswith('; b: least for its 2 lanes 0.02 MiB'), msg
+    # a fixed budget within the model counts as asked; the others at their pipelined minimum
+    msg = refusal({'a': SMALL, 'b': LARGE}, Request(4 * B, {'b': 3 * B}))
+    assert msg.startswith('budget 0.02 MiB (16384 bytes) cannot hold the 0.02 MiB (20480 bytes)')
+    assert msg.endswith(f'a: pipelined minimum 0.01 MiB ({2 * B} bytes); b: fixed budget '
+                        f'0.01 MiB ({3 * B} bytes)'), msg
+    assert not re.search(r':\s*(;|$)', msg)
 
 
 def test_the_check_refuses_exactly_what_the_joint_plan_refuses():

@@ -297,6 +297,37 @@ def reserved(p: Pipeline, fixed_bytes: int) -> int:
     return min(fixed_bytes, p.min_budget('preload'))
 
 
+def counted(d: Demand) -> int:
+    """What an engine takes of a joint budget at the least (``reserved`` or its floor)."""
+    return (reserved(d.pipeline, d.budget_bytes) if d.budget_bytes is not None
+            else d.floor_bytes())
+
+
+def cannot_hold(budget: int, demands: list[Demand]) -> str:
+    """Why ``budget`` cannot hold ``demands``: what each engine counts for, and in all.
+
+    A fixed budget is given as asked and, where its engine's whole model is less, as what it is
+    counted as (a plan holds no more); every other engine counts its least pipelined memory.
+    Every engine is named (``check_request`` and ``split_budget`` refuse in these words).
+    """
+    counts = [counted(d) for d in demands]
+    fixed = [d.budget_bytes for d in demands if d.budget_bytes is not None]
+    total, need, *shown = mib(budget, sum(counts), *counts, *fixed)
+    asked = iter(shown[len(demands):])
+    parts = []
+    for d, n, count in zip(demands, counts, shown):
+        if d.budget_bytes is None:
+            least = 'pipelined minimum' if d.lanes == 1 else f'least for its {d.lanes} lanes'
+            parts.append(f'{d.name}: {least} {count}')
+        elif n < d.budget_bytes:
+            parts.append(f'{d.name}: fixed budget {next(asked)}, counted as its whole model, '
+                         f'{count} (no plan holds more)')
+        else:
+            parts.append(f'{d.name}: fixed budget {next(asked)}')
+    return (f'budget {total} cannot hold the {need} the engines need at the least - '
+            + '; '.join(parts))
+
+
 def split_budget(demands: list[Demand], budget: int) -> JointPlan:
     """Split ``budget`` among engines without targets.
 
@@ -313,9 +344,7 @@ def split_budget(demands: list[Demand], budget: int) -> JointPlan:
     wants = {d.name: max(0, d.pipeline.min_budget('preload') - floors[d.name]) for d in free}
     spare = budget - sum(fixed.values()) - sum(floors.values())
     if spare < 0:
-        raise ValueError(f'budget {budget} bytes cannot hold the fixed budgets '
-                         f'({sum(fixed.values())}) and the others\' minimums '
-                         f'({sum(floors.values())}): {", ".join(sorted(floors))}')
+        raise ValueError(cannot_hold(budget, demands))
     total_want = sum(wants.values())
     shares = dict(fixed)
     for d in free:
@@ -410,13 +439,10 @@ def check_request(pipelines: Mapping[str, Pipeline], req: Request,
                              f'{at_least}')
     if req.budget_bytes is None:
         return
-    fixed = sum(reserved(pipelines[e], b) for e, b in req.fixed.items())
-    floors = {e: Demand(e, p, lanes=lanes.get(e, 1)).floor_bytes()
-              for e, p in pipelines.items() if e not in req.fixed}
-    if fixed + sum(floors.values()) > req.budget_bytes:
-        raise ValueError(f'budget {req.budget_bytes} bytes cannot hold the fixed budgets '
-                         f'({fixed} bytes) and the others\' minimums '
-                         f'({sum(floors.values())} bytes): {", ".join(sorted(floors))}')
+    demands = [Demand(e, p, budget_bytes=req.fixed.get(e), lanes=lanes.get(e, 1))
+               for e, p in pipelines.items()]
+    if sum(counted(d) for d in demands) > req.budget_bytes:
+        raise ValueError(cannot_hold(req.budget_bytes, demands))
 
 
 def joint_plan(pipelines: Mapping[str, Pipeline], req: Request,
