@@ -82,6 +82,34 @@ class _Run:
     origin: Any = None
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as torch's, if this machine runs on it; ConfigError saying why not.
+
+    Checked before any CUDA call: without a CUDA device torch refuses a plain 'cuda' with an
+    error naming neither ('invalid argument to exchangeDevice').
+    """
+    asked = str(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        dev = None
+    if dev is None or dev.type not in ('cpu', 'cuda'):
+        raise ConfigError(f'device {asked!r}: only cpu and cuda are supported')
+    if dev.type == 'cuda':
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            why = ('it is built without CUDA' if torch.version.cuda is None
+                   else 'torch.cuda.is_available() is False')
+            raise ConfigError(f'device {asked!r}: torch {torch.__version__} sees no CUDA device '
+                              f'on this machine ({why}); set device: cpu')
+        if (dev.index or 0) >= count:
+            seen = 'cuda:0' if count == 1 else f'cuda:0 to cuda:{count - 1}'
+            raise ConfigError(f'device {asked!r}: torch sees {count} CUDA device'
+                              f'{"s" if count > 1 else ""} ({seen}); set one of them, or '
+                              'device: cpu')
+    return dev
+
+
 class DemandLayeredModel:
     """Call it like the original model; weights stream from the store within the budget."""
 
@@ -99,9 +127,7 @@ class DemandLayeredModel:
             store, disk = lead.store, lead._loader.disk
         self.store = store if isinstance(store, LayerStore) else LayerStore.open(store)
         self.skeleton = skeleton.eval()
-        self.device = torch.device(device)
-        if self.device.type not in ('cpu', 'cuda'):
-            raise ConfigError(f'device {device!r}: only cpu and cuda are supported')
+        self.device = check_device(device)
         if verify not in VERIFY:
             raise ConfigError(f'verify {verify!r}: one of {", ".join(VERIFY)}')
         self.layout = Layout.of(self.store, staging=self.device.type == 'cuda')

@@ -16,6 +16,7 @@ from pathlib import Path
 import threading
 from typing import Callable, TYPE_CHECKING
 
+from ..engine.executor import check_device
 from .detector import Detector, EngineRequest, ensure_store
 
 if TYPE_CHECKING:
@@ -41,7 +42,9 @@ def open_detector(spec: DetectorSpec, progress: Callable[[str], None] = lambda _
     """Export the store if missing, open it, and measure (or reuse) its profile.
 
     ``disk``: reader threads shared with the node's other detectors (None: its own).
+    ConfigError first, before any export, for a device this machine has not.
     """
+    check_device(spec.device)   # before an export of minutes, not after it
     if spec.num_threads > 0:
         import torch
         torch.set_num_threads(spec.num_threads)  # before profiling: profiles are per thread count

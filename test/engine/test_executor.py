@@ -9,6 +9,7 @@ import torch
 
 from demand_layering_ros.engine import (BudgetError, ConfigError, DemandLayeredModel,
                                         empty_weights, InferenceAborted, LayerStore)
+from demand_layering_ros.perception.prepare import DetectorSpec, open_detector
 from .toy import make_toy, Toy
 
 
@@ -44,6 +45,23 @@ def test_skeleton_never_holds_weights(toy):
     _store, skeleton, *_ = toy
     assert all(t.device.type == 'meta' for t in skeleton.parameters())
     assert all(t.device.type == 'meta' for t in skeleton.buffers())
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='this machine has a CUDA device')
+@pytest.mark.parametrize('device', ['cuda', 'cuda:0', 'cuda:1', torch.device('cuda')])
+def test_a_cuda_device_without_one_is_refused_saying_so(toy, tmp_path, device):
+    # a plain 'cuda' reached torch as 'invalid argument to exchangeDevice'
+    store, skeleton, *_ = toy
+    with pytest.raises(ConfigError) as err:
+        DemandLayeredModel(skeleton, store, device=device)
+    assert str(err.value).startswith(f'device {str(device)!r}: torch ')
+    assert 'sees no CUDA device' in str(err.value) and str(err.value).endswith('device: cpu')
+    # before the store of a detector is exported (minutes), not after
+    spec = DetectorSpec('ssdlite320_mobilenet_v3_large', 'none', tmp_path / 'new.dls',
+                        device=str(device))
+    with pytest.raises(ConfigError, match='sees no CUDA device'):
+        open_detector(spec)
+    assert not spec.store_path.exists()
 
 
 def test_budget_below_minimum_is_refused_with_the_minimum(toy):
