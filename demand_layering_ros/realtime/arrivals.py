@@ -13,6 +13,8 @@ count, so a camera whose stamps jitter (by up to a fifth of its period) is not t
 that loses frames. Gaps longer than ``PAUSE_S`` are the camera pausing (or a bag starting
 over), which the node reports as missing input instead. A camera that halves its rate counts
 one lost frame a gap until the window has forgotten the faster rate (about ``WINDOW`` frames).
+The gap across a time the node did not listen (deactivated) is no loss: the runner calls
+``restart`` when it starts again.
 """
 
 from __future__ import annotations
@@ -37,6 +39,15 @@ class StampGaps:
         self._gaps: deque[int] = deque(maxlen=window)
         self._last = 0
         self.period_ns = 0.0   # the camera's period as last estimated (0: not known yet)
+
+    def restart(self) -> None:
+        """Forget the last stamp: the node stops listening (deactivated) and listens again.
+
+        The next gap spans frames the camera sent while no one listened, not frames lost in
+        transport. The recent gaps, so the camera's period, stay: losses count again at once.
+        """
+        with self._lock:
+            self._last = 0
 
     def lost(self, stamp_ns: int) -> int:
         """Frames the camera stamped between the previous frame and this one, never received.

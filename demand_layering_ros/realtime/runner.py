@@ -208,6 +208,7 @@ class FrameRunner(Generic[M]):
         self._stopping.clear()
         self.slot.reopen()
         self._debug_slot.reopen()
+        self._gaps.restart()   # the camera's frames while stopped were not lost, only unheard
         self._threads = [threading.Thread(target=self._loop, name='dl-infer', daemon=True)]
         if self._debug is not None:
             self._threads.append(threading.Thread(target=self._debug_loop, name='dl-debug',
