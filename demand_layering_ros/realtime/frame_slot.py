@@ -29,21 +29,31 @@ class FrameSlot(Generic[T]):
             return replaced
 
     def take(self, timeout: float | None = None) -> T | None:
-        """Wait for a frame (None on timeout or when closed)."""
+        """Wait for a frame (None on timeout or once closed: a closed slot hands nothing out)."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._item is not None or self._closed, timeout):
+            if (not self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
+                    or self._closed):
                 return None
             item, self._item = self._item, None
             return item
 
-    def close(self) -> None:
-        """Wake the taker for shutdown."""
+    def close(self) -> T | None:
+        """Wake the taker for shutdown; returns the frame still waiting, which no one will take.
+
+        It is handed back rather than dropped so that the owner can count it.
+        """
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            item, self._item = self._item, None
+            return item
 
-    def reopen(self) -> None:
-        """Accept frames again after close()."""
+    def reopen(self) -> T | None:
+        """Accept frames again after close(); returns a frame put meanwhile, now dropped.
+
+        Such a frame is from before the start: stale, so it is not run (the owner counts it).
+        """
         with self._cond:
             self._closed = False
-            self._item = None
+            item, self._item = self._item, None
+            return item

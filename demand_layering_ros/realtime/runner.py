@@ -206,7 +206,7 @@ class FrameRunner(Generic[M]):
     def start(self) -> None:
         """Start the inference and debug-image threads."""
         self._stopping.clear()
-        self.slot.reopen()
+        self._stopped(self.slot.reopen())
         self._debug_slot.reopen()
         self._gaps.restart()   # the camera's frames while stopped were not lost, only unheard
         self._threads = [threading.Thread(target=self._loop, name='dl-infer', daemon=True)]
@@ -218,9 +218,12 @@ class FrameRunner(Generic[M]):
         self.tuning.start(lambda: self._settings)
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Stop the threads; an inference in progress is cancelled between two units."""
+        """Stop the threads; an inference in progress is cancelled between two units.
+
+        The frame in flight and the one waiting are counted ``stopped`` (neither is run).
+        """
         self._stopping.set()
-        self.slot.close()
+        self._stopped(self.slot.close())
         self._debug_slot.close()
         self.tuning.stop(timeout)
         for t in self._threads:
@@ -247,8 +250,8 @@ class FrameRunner(Generic[M]):
     def _loop(self) -> None:
         while not self._stopping.is_set():
             frame = self.slot.take(timeout=0.5)
-            if frame is not None and not self._stopping.is_set():
-                self.process(frame)
+            if frame is not None:
+                self.process(frame)   # (counted 'stopped' if the runner stopped meanwhile)
 
     def _debug_loop(self) -> None:
         assert self._debug is not None
@@ -269,7 +272,7 @@ class FrameRunner(Generic[M]):
             return self._process(frame, s)
         except Exception as err:  # noqa: BLE001 - the node keeps running, and says why
             if self._stopping.is_set():
-                return 'stopped'  # shutting down: the frame is abandoned, not failed
+                return self._outcome('stopped')  # the frame is abandoned, not failed
             what = describe(err)
             self.stats.count('failed')
             self.health.note('failed', what)
@@ -278,8 +281,8 @@ class FrameRunner(Generic[M]):
 
     def _process(self, frame: Frame[M], s: Settings) -> str:
         det = self.detector
-        if det is None:
-            return 'stopped'
+        if det is None or self._stopping.is_set():
+            return self._outcome('stopped')
         self.tuning.before_frame(s)
         stamp = self._check_stamp(frame, s)
         by_arrival = s.deadline_reference == DeadlineReference.ARRIVAL
@@ -309,7 +312,7 @@ class FrameRunner(Generic[M]):
                                     max_detections=s.max_detections,
                                     class_filter=s.class_filter, abort=abort, deadline=due)
         except InferenceAborted:
-            return 'stopped' if self._stopping.is_set() else self._outcome('aborted')
+            return self._outcome('stopped' if self._stopping.is_set() else 'aborted')
         inferred = self._perf()
         self._publish(frame.message, detections)
         published = self._perf()
@@ -341,6 +344,11 @@ class FrameRunner(Generic[M]):
         self.stats.count(outcome)
         self.health.note(outcome, detail)
         return outcome
+
+    def _stopped(self, frame: Frame[M] | None) -> None:
+        """Count a frame the slot gave back because the runner stopped (None: there was none)."""
+        if frame is not None:
+            self._outcome('stopped')
 
     def _check_stamp(self, frame: Frame[M], s: Settings) -> StampCheck:
         stamp = check_stamp(frame.stamp_ns, frame.arrival_ns)

@@ -9,9 +9,14 @@ from typing import Mapping
 
 import numpy as np
 
-# 'lost': frames the camera stamped that never arrived (realtime.arrivals)
+# 'stopped': frames in flight or waiting when the runner stopped (the node was deactivated or
+# shut down); 'lost': frames the camera stamped that never arrived (realtime.arrivals)
 OUTCOMES = ('received', 'processed', 'superseded', 'dropped_stale', 'aborted', 'deadline_missed',
-            'rejected', 'failed', 'lost')
+            'rejected', 'failed', 'stopped', 'lost')
+# Every frame received ends in exactly one of these (received == their sum once no frame is in
+# flight); 'deadline_missed' frames are processed frames that were late, 'lost' ones never came.
+FRAME_ENDS = ('processed', 'superseded', 'dropped_stale', 'aborted', 'rejected', 'failed',
+              'stopped')
 # Where a processed frame's time went, in order: the camera's stamp to arrival in the node,
 # waiting in the slot behind the previous frame, message -> RGB, the detector, building and
 # publishing the result; 'convert_publish' is the node's own work beyond inference (the two
