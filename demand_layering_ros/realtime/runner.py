@@ -13,6 +13,7 @@ the plan is applied between two frames. Each processed frame can be reported as 
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 import threading
 import time
 from typing import Any, Callable, Generic, Protocol, Sequence, TYPE_CHECKING, TypeVar
@@ -20,7 +21,7 @@ from typing import Any, Callable, Generic, Protocol, Sequence, TYPE_CHECKING, Ty
 import numpy as np
 
 from .arrivals import StampGaps
-from .deadline import Deadline, DeadlineReference
+from .deadline import Deadline, DeadlinePolicy, DeadlineReference
 from .frame_slot import FrameSlot
 from .health import Health
 from .settings import Settings
@@ -80,7 +81,7 @@ class FrameReport:
 
     stamp_ns: int            # the frame's header stamp (node clock)
     inference_ms: float      # the detector's time (wall clock)
-    latency_ms: float        # deadline reference to published (node clock)
+    latency_ms: float        # deadline reference to published (node clock; NaN: unknown)
     deadline_ms: float
     missed: bool             # published after its deadline
     predicted_ms: float | None  # the calibrated prediction in force (auto_tune: its p50)
@@ -288,9 +289,13 @@ class FrameRunner(Generic[M]):
         by_arrival = s.deadline_reference == DeadlineReference.ARRIVAL
         reference = frame.arrival_ns if by_arrival else frame.stamp_ns
         deadline = Deadline.after(reference, s.deadline_ms)
+        # a frame that arrived while the node clock read 0 has no time to judge a deadline on:
+        # it runs to the end, and is never dropped, aborted or counted late
+        judged = not stamp.no_clock
+        policy = s.deadline_policy if judged else DeadlinePolicy.COMPLETE
         taken = self._perf()
         taken_ns = self._clock_ns()
-        if deadline.should_skip(s.deadline_policy, taken_ns):
+        if deadline.should_skip(policy, taken_ns):
             return self._outcome('dropped_stale')
         try:
             rgb = self._convert(frame.message, s)
@@ -298,8 +303,7 @@ class FrameRunner(Generic[M]):
             self._reporter.warn('rejected', f'rejected image: {err}')
             return self._outcome('rejected', str(err))
         converted = self._perf()
-        deadline_abort = deadline.abort_check(s.deadline_policy, self._clock_ns,
-                                              self._remaining_ns)
+        deadline_abort = deadline.abort_check(policy, self._clock_ns, self._remaining_ns)
 
         def abort() -> bool:
             return self._stopping.is_set() or (deadline_abort is not None and deadline_abort())
@@ -317,25 +321,28 @@ class FrameRunner(Generic[M]):
         self._publish(frame.message, detections)
         published = self._perf()
         now = self._clock_ns()
-        missed = deadline.passed(now)
+        missed = judged and deadline.passed(now)
         if missed:
             self._outcome('deadline_missed')
         stages = {'queue': (taken - frame.arrival_s) * 1e3,
                   'convert': (converted - taken) * 1e3,
                   'inference': (inferred - converted) * 1e3,
                   'publish': (published - inferred) * 1e3,
-                  'convert_publish': (converted - taken + published - inferred) * 1e3,
-                  'latency': (now - reference) / 1e6}
+                  'convert_publish': (converted - taken + published - inferred) * 1e3}
+        if stamp.measurable(by_arrival):
+            stages['latency'] = (now - reference) / 1e6
+        # NaN: no latency (the tuner leaves it out; ~/frame_stats shows it as unknown)
+        latency_ms = stages.get('latency', math.nan)
         if not stamp.problem:
             stages['transport'] = stamp.offset_ns / 1e6
         self.stats.processed(now, stages)
         self.health.note('processed')
         fig = det.figures()
         self.tuning.after_frame(s, (fig.mode, fig.budget_bytes, fig.resident),
-                                inferred - converted, stages['latency'],
+                                inferred - converted, latency_ms,
                                 (now - taken_ns) / 1e9, published - taken)
         if self._on_frame is not None and (self._want_frames is None or self._want_frames()):
-            self._report(frame, s, fig, stages, missed)
+            self._report(frame, s, fig, stages, latency_ms, missed)
         if s.debug_image and self._want_debug is not None and self._want_debug():
             self._debug_slot.put((frame.message, rgb, detections))
         return 'processed'
@@ -354,10 +361,17 @@ class FrameRunner(Generic[M]):
         stamp = check_stamp(frame.stamp_ns, frame.arrival_ns)
         self.last_stamp = stamp
         # counted from the arrival a far stamp harms no deadline; an unset one still leaves
-        # consumers unable to match results to images
-        if stamp.unset or (stamp.far and s.deadline_reference == DeadlineReference.STAMP):
-            self.health.note('clock', stamp.describe())
-            self._reporter.warn('unset_stamp' if stamp.unset else 'clock', stamp.describe())
+        # consumers unable to match results to images; without a clock nothing can be timed
+        if stamp.no_clock:
+            kind = 'clock'
+        elif stamp.unset:
+            kind = 'unset_stamp'
+        elif stamp.far and s.deadline_reference == DeadlineReference.STAMP:
+            kind = 'clock'
+        else:
+            return stamp
+        self.health.note('clock', stamp.describe())
+        self._reporter.warn(kind, stamp.describe())
         return stamp
 
     def _remaining_ns(self) -> int:
@@ -377,12 +391,12 @@ class FrameRunner(Generic[M]):
             return True
 
     def _report(self, frame: Frame[M], s: Settings, fig: 'EngineFigures',
-                stages: dict[str, float], missed: bool) -> None:
+                stages: dict[str, float], latency_ms: float, missed: bool) -> None:
         assert self._on_frame is not None
         predicted = self.predicted_s
         self._on_frame(FrameReport(
             stamp_ns=frame.stamp_ns, inference_ms=stages['inference'],
-            latency_ms=stages['latency'], deadline_ms=s.deadline_ms, missed=missed,
+            latency_ms=latency_ms, deadline_ms=s.deadline_ms, missed=missed,
             predicted_ms=predicted * 1e3 if predicted is not None else None, mode=fig.mode,
             budget_bytes=fig.budget_bytes, weight_bytes=fig.weight_bytes,
             resident_units=fig.resident_units, auto_tune=s.auto_tune))
