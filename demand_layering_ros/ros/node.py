@@ -429,7 +429,7 @@ class DemandLayeringNode(LifecycleNode):
             values['auto_tune'] = bool(self._values['auto_tune'])
             values['auto_tune_quantile'] = float(self._values['auto_tune_quantile'])
         stamp = runner.last_stamp
-        if stamp is not None:
+        if stamp is not None and not stamp.no_clock:   # no offset from a clock at 0
             values['clock_offset_s'] = stamp.offset_ns / 1e9
         values['deadline_reference'] = str(runner.settings.deadline_reference)
         return values
