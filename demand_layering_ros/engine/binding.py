@@ -153,61 +153,88 @@ class Binder:
 
     # -- matching -------------------------------------------------------------------------------
     def _match(self) -> dict[int, list[Target]]:
-        """Check the skeleton against the store; the binding targets of each unit."""
+        """Check the skeleton against the store; the binding targets of each unit.
+
+        Every stored tensor is compared before a refusal, which says how many differ and the
+        first: the store records only its model's class, so stores of two models of one class
+        (ssdlite320 and ssd300 are both SSD) are told apart by their tensors.
+        """
         modules = dict(self.skeleton.named_modules())
         model = type(self.skeleton).__name__
-        name = self.store.path.name
         targets: dict[int, list[Target]] = {}
         covered: set[tuple[str, str]] = set()
+        differ: dict[tuple[str, str], str] = {}   # (module, attr) -> how, in store order
         for unit in self.store.units:
             entries = {t.key: t for t in unit.tensors}
             bound = targets.setdefault(unit.index, [])
             for b in unit.bindings:
+                where = (b.module, b.attr)
                 module = modules.get(b.module)
-                if b.kind == BindingKind.SLICE and module is not None and unit.slice is not None:
-                    self._check_slice(unit, b, module, entries.get(b.key))
-                    covered.add((b.module, b.attr))
-                    continue
                 if module is None:
-                    raise StoreMismatchError(
-                        f'{name}: unit {unit.name!r} binds module {b.module!r}, which {model} '
-                        f'does not have (store made for {self.store.model})')
+                    differ.setdefault(where, f'{_dotted(*where)}: not in the {model}')
+                    continue
+                if b.kind == BindingKind.SLICE and unit.slice is not None:
+                    problem = self._slice_problem(unit, b, module, entries.get(b.key))
+                    if problem:
+                        differ.setdefault(where, problem)
+                    else:
+                        covered.add(where)
+                    continue
                 container = (module._parameters if b.kind == BindingKind.PARAMETER
                              else module._buffers)
                 current = container.get(b.attr)
                 entry = entries.get(b.key)
                 if current is None or entry is None:
-                    raise StoreMismatchError(f'{name}: unit {unit.name!r}: {b.module}.{b.attr} '
-                                             f'is not a {b.kind} of {model}')
-                if tuple(current.shape) != entry.shape or current.dtype != entry.dtype:
-                    raise StoreMismatchError(
-                        f'{name}: unit {unit.name!r}: {b.key} is {entry.dtype} '
-                        f'{list(entry.shape)} in the store but {current.dtype} '
-                        f'{list(current.shape)} in {model}')
-                bound.append((container, b.attr, b.key, current))
-                covered.add((b.module, b.attr))
-        missing = [f'{m}.{a}' if m else a for m, mod in modules.items()
+                    differ.setdefault(where, f'{_dotted(*where)}: not a {b.kind} of the {model}')
+                elif tuple(current.shape) != entry.shape or current.dtype != entry.dtype:
+                    differ.setdefault(where, f'{b.key}: {_kind(entry.dtype, entry.shape)} in the '
+                                             f'store, {_kind(current.dtype, current.shape)} in '
+                                             f'the {model}')
+                else:
+                    bound.append((container, b.attr, b.key, current))
+                    covered.add(where)
+        missing = [_dotted(m, a) for m, mod in modules.items()
                    for a in list(mod._parameters) + list(mod._buffers)
-                   if (m, a) not in covered and (mod._parameters.get(a) is not None
-                                                 or mod._buffers.get(a) is not None)]
-        if missing:
-            raise StoreMismatchError(f'{name}: {len(missing)} tensors of {model} are not in the '
-                                     f'store (first: {missing[:3]})')
+                   if (m, a) not in covered and (m, a) not in differ
+                   and (mod._parameters.get(a) is not None or mod._buffers.get(a) is not None)]
+        if differ or missing:
+            raise StoreMismatchError(self._mismatch(model, list(differ.values()), missing))
         return targets
 
-    def _check_slice(self, unit: Unit, b: Binding, module: nn.Module,
-                     entry: TensorEntry | None) -> None:
-        model = type(self.skeleton).__name__
+    def _mismatch(self, model: str, differ: list[str], missing: list[str]) -> str:
+        """Why the store does not fit: how many tensors differ, the first, and what to do."""
+        stored = {(b.module, b.attr) for u in self.store.units for b in u.bindings}
+        made = (f'the store names only its class: {model}' if self.store.model == model
+                else f'store made for {self.store.model}')
+        parts = ([f'{len(differ)} of its {len(stored)} tensors differ (first {differ[0]})']
+                 if differ else [])
+        if missing:
+            parts.append(f'{len(missing)} of the {model}\'s are not in it'
+                         + ('' if differ else f' (first {missing[0]})'))
+        return (f'{self.store.path.name} does not fit this {model} ({made}): '
+                + ', '.join(parts) + ' - re-export it for this model, or set store_path')
+
+    def _slice_problem(self, unit: Unit, b: Binding, module: nn.Module,
+                       entry: TensorEntry | None) -> str | None:
+        """How a slice unit's tensor does not fit its module, or None."""
         full = module._parameters.get(b.attr)
         assert unit.slice is not None
         _, lo, hi = unit.slice
         if full is None or entry is None or type(module) not in (nn.Linear, nn.Conv2d):
-            raise StoreMismatchError(f'{self.store.path.name}: slice unit {unit.name!r} does '
-                                     f'not match a Linear/Conv2d {b.attr} of {model}')
+            return (f'{b.key}: slice unit {unit.name!r} not of a Linear/Conv2d {b.attr} of '
+                    f'the {type(self.skeleton).__name__}')
         want = (hi - lo, *full.shape[1:])
         if entry.shape != want or entry.dtype != full.dtype or hi > full.shape[0]:
-            raise StoreMismatchError(f'{self.store.path.name}: slice unit {unit.name!r}: '
-                                     f'{b.key} is {list(entry.shape)}, expected {list(want)}')
+            return f'{b.key}: {list(entry.shape)} in unit {unit.name!r}, expected {list(want)}'
+        return None
+
+
+def _dotted(module: str, attr: str) -> str:
+    return f'{module}.{attr}' if module else attr
+
+
+def _kind(dtype: torch.dtype, shape: Any) -> str:
+    return f'{str(dtype).removeprefix("torch.")} {list(shape)}'
 
 
 def outside_error() -> EngineError:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..engine import DemandLayeredModel, Disk, LayerStore
 from ..engine.calibrate import Calibrator
+from ..engine.errors import StoreMismatchError
 from ..engine.executor import Record
 from ..engine.lanes import Lanes
 from ..engine.planner import Plan
@@ -175,7 +176,11 @@ class Detector:
         self.device = device
         self.store = LayerStore.open(store)
         # detectors of one node share ``disk``: its reads are served earliest deadline first
-        executor = DemandLayeredModel(build_skeleton(model), self.store, device=device, disk=disk)
+        try:
+            executor = DemandLayeredModel(build_skeleton(model), self.store, device=device,
+                                          disk=disk)
+        except StoreMismatchError as err:   # the store names a class, the user a model
+            raise StoreMismatchError(f'model {model}: {err}') from err
         # ``lanes`` inferences side by side (streams sharing this detector), resident units once
         self.lanes = lanes
         self._executor: DemandLayeredModel | Lanes = (

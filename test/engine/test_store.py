@@ -3,6 +3,7 @@
 
 import json
 import os
+import re
 import struct
 
 import pytest
@@ -13,6 +14,8 @@ from demand_layering_ros.engine import (DemandLayeredModel, empty_weights, Layer
                                         StoreCorruptError, StoreExistsError, StoreFormatError,
                                         StoreMismatchError)
 from demand_layering_ros.engine.page_cache import cached_fraction
+from demand_layering_ros.perception.detector import Detector
+from demand_layering_ros.perception.models import build_model, example_input
 from .toy import make_toy, Toy
 
 
@@ -110,6 +113,44 @@ def test_store_of_another_model_is_refused(toy_store):
         half = Toy().half()
     with pytest.raises(StoreMismatchError, match='float32'):
         DemandLayeredModel(half, store)
+
+
+def test_store_of_another_model_of_its_class_says_what_differs(toy_store):
+    _m, _x, store = toy_store
+
+    class Narrow(Toy):
+        def __init__(self):
+            super().__init__(c=8)
+
+    Narrow.__name__ = 'Toy'   # another model of the class the store names (it records no more)
+    with empty_weights():
+        other = Narrow()
+    with pytest.raises(StoreMismatchError) as err:
+        DemandLayeredModel(other, store)
+    msg = str(err.value)
+    assert msg.startswith('toy.dls does not fit this Toy (the store names only its class: Toy): ')
+    found = re.search(r'(\d+) of its (\d+) tensors differ \(first stem\.weight: float32 '
+                      r'\[16, 3, 3, 3\] in the store, float32 \[8, 3, 3, 3\] in the Toy\)', msg)
+    assert found and 0 < int(found[1]) < int(found[2]), msg   # the output layers fit
+    assert msg.endswith(' - re-export it for this model, or set store_path'), msg
+
+
+def test_a_detector_on_the_store_of_another_model_of_its_class_names_both(tmp_path):
+    # ssdlite320 and ssd300 are both SSD, the only name their stores record
+    torch.set_num_threads(2)
+    name = 'ssdlite320_mobilenet_v3_large'
+    path = tmp_path / 'ssdlite.dls'
+    LayerStore.export(build_model(name, 'none', seed=0), path, example_input(name),
+                      progress=False)
+    with pytest.raises(StoreMismatchError) as err:
+        Detector('ssd300_vgg16', path)
+    msg = str(err.value)
+    assert re.fullmatch(r'model ssd300_vgg16: ssdlite\.dls does not fit this SSD \(the store '
+                        r'names only its class: SSD\): (\d+) of its \1 tensors differ \(first '
+                        r'backbone\.features\.0\.0\.0\.weight: not in the SSD\), \d+ of the '
+                        r'SSD\'s are not in it - re-export it for this model, or set store_path',
+                        msg), msg
+    assert len(msg) <= 300   # a node's status shows the first 300 characters
 
 
 def test_header_that_lies_about_a_tensor_is_refused(toy_store, tmp_path):
