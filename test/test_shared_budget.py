@@ -85,6 +85,24 @@ def test_with_targets_the_least_memory_meeting_them_or_the_misses_named():
     assert fixed.plans['b'].budget_bytes == 2 * B and fixed.missed == ('b',)
 
 
+def test_with_targets_a_cap_below_the_pipelined_minimums_is_planned_sequential():
+    # as a single stream's auto_tune plans within its cap: before, a cap the planner's own plans
+    # fitted (sequential) was refused against the pipelined minimums
+    pipes = {'a': SMALL, 'b': LARGE}
+    targets = {'a': 1.0, 'b': 0.18}
+    tight = joint_plan(pipes, Request(3 * B, targets=targets))   # pipelined: 4 pages at least
+    assert tight.total_bytes <= 3 * B and tight.missed == ('b',)
+    assert 'sequential' in {p.mode for p in tight.plans.values()}
+    msg = refusal(pipes, Request(B, targets=targets))
+    assert 'a: sequential minimum' in msg and 'b: sequential minimum' in msg, msg
+    # where the pipelined minimums fit, the one that misses is not pushed below its own
+    # (a keeps its least plan for its loose target, which is sequential)
+    roomy = joint_plan(pipes, Request(6 * B, targets=targets))
+    assert roomy.plans['b'].mode == 'pipelined' and roomy.total_bytes <= 6 * B
+    # without targets the split is the pipelined minimums' (execution_mode is not the planner's)
+    assert 'pipelined minimum' in refusal(pipes, Request(3 * B))
+
+
 def test_an_engine_serving_n_streams_must_run_within_a_share_of_their_nearest_target():
     targets = engine_targets({'front+rear': ('front', 'rear'), 'side': ('side',)},
                              {'front': 0.3, 'rear': 0.2, 'side': 0.5})

@@ -293,7 +293,7 @@ def test_with_auto_tune_a_change_is_checked_at_once_and_planned_on_the_planning_
     names = ('front', 'side')
     values = declared(names, {'side.model': 'ssd300_vgg16'}, deadline_ms=300.0)
     shared, detectors, _said = two_planning_engines(names, values)
-    page, least = 4096, detectors[0].calibrator.pipeline.min_budget('pipelined')
+    page = 4096
     searched_on = []   # the threads joint plans were searched on
     plan = shared.budget.plan
     shared.budget.plan = lambda *a, **kw: searched_on.append(
@@ -306,10 +306,12 @@ def test_with_auto_tune_a_change_is_checked_at_once_and_planned_on_the_planning_
         split()
         assert shared.budget.generation == 2 and not shared.planning
         assert shared.budget.in_force.total_bytes <= 5 * page
-        # with it: refused here when the budget cannot hold both engines' least...
+        # with it: refused here when the budget cannot hold both engines' least (in any
+        # mode: auto_tune may plan sequential)...
         tuned = {**values, 'auto_tune': True}
+        lowest = sum(d.calibrator.pipeline.min_budget('sequential') for d in detectors)
         with pytest.raises(ValueError, match='cannot hold'):
-            shared.accept({**tuned, 'memory_budget_mb': (2 * least - 1) / 2 ** 20})
+            shared.accept({**tuned, 'memory_budget_mb': (lowest - 1) / 2 ** 20})
         # ...else searched on the planning thread once the values are in force
         hand_over = shared.accept({**tuned, 'memory_budget_mb': 12 * page / 2 ** 20})
         assert shared.budget.generation == 2 and not shared.planning

@@ -263,14 +263,28 @@ class Demand:
         """A plan's predicted delay, corrected for its mode."""
         return plan.predicted_s * (self.correction(plan.mode) if self.correction else 1.0)
 
-    def floor(self) -> Plan:
-        """Its plan holding the least pipelined (``least_held``)."""
+    def least_mode(self) -> str:
+        """The mode it holds the least in.
+
+        Sequential where auto_tune may choose any mode (a target, one lane; a single stream's
+        tuner plans within its cap the same way), else pipelined.
+        """
+        return 'sequential' if self.target_s is not None and self.lanes == 1 else 'pipelined'
+
+    def floor(self, mode: str | None = None) -> Plan:
+        """Its plan holding the least in ``mode`` (default ``least_mode``).
+
+        Pipelined: ``least_held`` (with lanes, the largest units resident while that helps).
+        """
+        if (mode or self.least_mode()) == 'sequential':
+            return plan_in_mode(self.pipeline, 'sequential',
+                                self.pipeline.min_budget('sequential'))
         return least_held(self.pipeline, self.lanes)
 
     def floor_bytes(self) -> int:
         """What its lanes hold at the least."""
-        if self.lanes == 1:   # the pipelined minimum, without planning for it
-            return self.pipeline.min_budget('pipelined')
+        if self.lanes == 1:   # the mode's minimum, without planning for it
+            return self.pipeline.min_budget(self.least_mode())
         return self.floor().held_bytes(self.lanes)
 
 
@@ -317,7 +331,8 @@ def cannot_hold(budget: int, demands: list[Demand]) -> str:
     parts = []
     for d, n, count in zip(demands, counts, shown):
         if d.budget_bytes is None:
-            least = 'pipelined minimum' if d.lanes == 1 else f'least for its {d.lanes} lanes'
+            least = (f'{d.least_mode()} minimum' if d.lanes == 1
+                     else f'least for its {d.lanes} lanes')
             parts.append(f'{d.name}: {least} {count}')
         elif n < d.budget_bytes:
             parts.append(f'{d.name}: fixed budget {next(asked)}, counted as its whole model, '
@@ -368,7 +383,10 @@ def plan_jointly(demands: list[Demand], max_total: int | None = None) -> JointPl
            for d in demands}
     if max_total is None or sum(held.values()) <= max_total:
         return JointPlan(least, tuple(n for n, ok in met.items() if not ok), _lanes(demands))
-    floor = {d.name: d.floor() for d in demands}
+    # from the pipelined minimums where they fit (faster), else the least each may hold
+    floor = {d.name: d.floor('pipelined') for d in demands}
+    if sum(f.held_bytes(d.lanes) for d, f in zip(demands, floor.values())) > max_total:
+        floor = {d.name: d.floor() for d in demands}
     floor_held = {d.name: floor[d.name].held_bytes(d.lanes) for d in demands}
     plans = dict(floor)
     room = max_total - sum(floor_held.values())
@@ -426,7 +444,7 @@ def check_request(pipelines: Mapping[str, Pipeline], req: Request,
 
     A fixed budget below its engine's least, or a budget that cannot hold the fixed budgets
     (each counted up to its whole model: a plan holds no more) and every other engine's least
-    pipelined memory (``Demand.floor_bytes``).
+    memory (``Demand.floor_bytes``: with targets, in any mode).
     """
     lanes = lanes or {}
     for e, b in req.fixed.items():
@@ -439,7 +457,8 @@ def check_request(pipelines: Mapping[str, Pipeline], req: Request,
                              f'{at_least}')
     if req.budget_bytes is None:
         return
-    demands = [Demand(e, p, budget_bytes=req.fixed.get(e), lanes=lanes.get(e, 1))
+    targets = req.targets or {}
+    demands = [Demand(e, p, targets.get(e), req.fixed.get(e), lanes.get(e, 1))
                for e, p in pipelines.items()]
     if sum(counted(d) for d in demands) > req.budget_bytes:
         raise ValueError(cannot_hold(req.budget_bytes, demands))
