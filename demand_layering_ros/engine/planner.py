@@ -321,7 +321,8 @@ def cannot_hold(budget: int, demands: list[Demand]) -> str:
     """Why ``budget`` cannot hold ``demands``: what each engine counts for, and in all.
 
     A fixed budget is given as asked and, where its engine's whole model is less, as what it is
-    counted as (a plan holds no more); every other engine counts its least pipelined memory.
+    counted as (a plan holds no more); every other engine counts its least memory (its
+    ``floor_bytes``: the sequential minimum where auto_tune may choose it).
     Every engine is named (``check_request`` and ``split_budget`` refuse in these words).
     """
     counts = [counted(d) for d in demands]
