@@ -38,6 +38,22 @@ def test_a_node_clock_at_zero_is_a_warning_and_no_deadline_or_latency_is_judged(
     assert any(kind == 'clock' and 'no /clock' in text for kind, text in log.warnings)
 
 
+def test_a_clock_set_back_during_a_frame_records_no_latency():
+    # a bag that loops with /clock sets the node clock back: in make demo such frames
+    # recorded latencies of -2.8 s
+    reports = []
+    runner, det, clock, published, _ = make(Settings(deadline_ms=500.0),
+                                            on_frame=reports.append)
+    clock.t = 100.0
+
+    def loop_starts_again(_kw):
+        clock.t = 97.0
+    det.on_detect = loop_starts_again
+    assert runner.process(Frame('m', clock.ns(), clock.ns(), time.perf_counter())) == 'processed'
+    assert 'latency_ms_p50' not in runner.stats.snapshot(clock.ns())
+    assert math.isnan(reports[-1].latency_ms)
+
+
 def test_a_frame_that_arrived_before_the_first_clock_is_not_judged_against_it():
     runner, det, clock, published, _ = make(Settings(
         deadline_ms=500.0, deadline_reference=DeadlineReference.ARRIVAL,

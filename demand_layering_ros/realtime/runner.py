@@ -329,7 +329,8 @@ class FrameRunner(Generic[M]):
                   'inference': (inferred - converted) * 1e3,
                   'publish': (published - inferred) * 1e3,
                   'convert_publish': (converted - taken + published - inferred) * 1e3}
-        if stamp.measurable(by_arrival):
+        # (and not across a clock set back meanwhile: a bag that loops with /clock)
+        if stamp.measurable(by_arrival) and now >= reference:
             stages['latency'] = (now - reference) / 1e6
         # NaN: no latency (the tuner leaves it out; ~/frame_stats shows it as unknown)
         latency_ms = stages.get('latency', math.nan)
