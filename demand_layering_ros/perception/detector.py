@@ -9,6 +9,8 @@ prediction, memory figures and release, without reaching into the executor.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import functools
+import hashlib
 import os
 from pathlib import Path
 import re
@@ -41,13 +43,41 @@ STATS_KEYS = ('mode', 'budget_bytes', 'weight_bytes', 'weight_bytes_peak', 'min_
 
 def default_store_path(model: str, weights: str, root: str | os.PathLike[str] | None = None
                        ) -> Path:
-    """Where a model's store lives unless the user says otherwise."""
+    """Where a model's store lives unless the user says otherwise.
+
+    A weights file is named by its stem and a digest of its content: two files of one name
+    (``w1/model.safetensors``, ``w2/model.safetensors``), or a file retrained in place, must not
+    share a store, which is reused whenever it exists (``ensure_store``).
+    """
     base = Path(root or os.environ.get('DEMAND_LAYERING_STORES',
                                        Path.home() / '.cache' / 'demand_layering_ros'))
-    tag = 'random' if weights.lower() == 'none' else ('default' if weights == 'DEFAULT'
-                                                      else Path(weights).stem)
+    if weights.lower() == 'none':
+        tag = 'random'
+    elif weights == 'DEFAULT':
+        tag = 'default'
+    else:
+        tag = Path(weights).stem + _digest(Path(weights))
     # s2: large layers sliced at 2 MiB (the export default); stores of other layouts stay apart
     return base / f'{model}-{tag}-s2.dls'
+
+
+def _digest(path: Path) -> str:
+    """``-`` and 12 hex digits of the file's content ('' when unreadable: the export says why)."""
+    try:
+        st = path.stat()
+        return _content_digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
+    except OSError:
+        return ''
+
+
+@functools.lru_cache(maxsize=16)
+def _content_digest(path: str, size: int, mtime_ns: int) -> str:
+    """The digest of one version of a file (size and time key the cache: a rewrite is read)."""
+    h = hashlib.blake2b(digest_size=6)
+    with open(path, 'rb') as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return '-' + h.hexdigest()
 
 
 def export_command(model: str, weights: str, path: Path) -> list[str]:

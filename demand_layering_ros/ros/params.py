@@ -35,9 +35,9 @@ SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
     'weights': ('none', 'none (seeded random: boxes are not meaningful) | DEFAULT (torchvision '
                 'download, networked robots) | path to a safetensors or state-dict file', True,
                 None),
-    'store_path': ('', 'layer store file; empty: <model>-<random|default|file stem>-s2.dls in '
-                   '$DEMAND_LAYERING_STORES or ~/.cache/demand_layering_ros, exported in a '
-                   'child process when missing', True, None),
+    'store_path': ('', 'layer store file; empty: <model>-<random|default|file stem-digest>'
+                   '-s2.dls in $DEMAND_LAYERING_STORES or ~/.cache/demand_layering_ros, exported '
+                   'in a child process when missing', True, None),
     'device': ('cpu', 'cpu | cuda | cuda:N', True, None),
     'num_threads': (0, 'torch intra-op threads for inference (a robot shares its CPU); 0 = '
                     "torch's default (OMP_NUM_THREADS or the core count); with streams on "
