@@ -38,6 +38,26 @@ def test_most_frames_lost_are_counted_close_to_the_truth():
         assert abs(gaps.period_ns / PERIOD_NS - 1) < 0.2
 
 
+def test_bursts_of_stamps_are_not_the_cameras_period():
+    # a camera bracketing 3 exposures 1 ms apart every 100 ms; a driver sending each frame
+    # twice (1 us apart): taken as the period, such gaps made every other one thousands lost
+    bracketing, twice = StampGaps(), StampGaps()
+    t, lost = 10 ** 12, [0, 0]
+    for _ in range(100):
+        for i in range(3):
+            lost[0] += bracketing.lost(t + i * 10 ** 6)
+        lost[1] += twice.lost(t) + twice.lost(t + 1000)
+        t += 100 * 10 ** 6
+    assert lost == [0, 0]
+    # frames really lost between bursts still count
+    g, t, lost = StampGaps(), 10 ** 12, 0
+    for k in range(80):
+        if k % 4 != 3:   # every fourth frame never arrives (20; the first 8 gaps teach the
+            lost += g.lost(t) + g.lost(t + 1000)   # period and count nothing)
+        t += 33_333_333
+    assert 17 <= lost <= 18, lost
+
+
 def test_pauses_a_bag_starting_over_and_unset_stamps_are_not_losses():
     gaps = StampGaps()
     taken = stamps(100)
