@@ -58,6 +58,9 @@ def launch_setup(context):
     profile = arg('dds_profile')
     if profile and not any(os.environ.get(v) for v in dds_profile.VARIABLES):
         actions.append(SetEnvironmentVariable(dds_profile.variable(), profile))
+    params = arg('params_file')
+    if params and not os.path.isfile(params):
+        raise ValueError(f'params_file:={params}: no such file')
     overrides = {name: arg(name) for name in OVERRIDES if arg(name)}
     overrides['use_sim_time'] = arg('use_sim_time').lower() in ('true', '1')
     actions.append(Node(
@@ -65,7 +68,7 @@ def launch_setup(context):
         executable='demand_layering_node',
         name='demand_layering_node',
         namespace=arg('namespace'),
-        parameters=[arg('params_file'), overrides],
+        parameters=[*([params] if params else []), overrides],
         remappings=remappings(arg('image')),
         arguments=['--ros-args', '--log-level', arg('log_level')],
         output='screen',
@@ -74,8 +77,25 @@ def launch_setup(context):
 
 
 def remappings(image):
-    """The input remappings: one topic for the single stream, or STREAM:=TOPIC pairs."""
-    pairs = [p.split(':=', 1) for p in image.split()] if ':=' in image else [('', image)]
+    """The input remappings: one topic for the single stream, or STREAM:=TOPIC pairs.
+
+    ValueError (launch shows it) for anything else: an empty topic would reach the node as a
+    remap rule it cannot parse, and a pair without its separator as a topic name.
+    """
+    words = image.split()
+    usage = 'one topic, or STREAM:=TOPIC pairs separated by spaces'
+    if not words:
+        raise ValueError(f'image:= is empty: {usage}')
+    if ':=' not in image:
+        if len(words) > 1:
+            raise ValueError(f'image:={image!r}: {usage}')
+        pairs = [('', words[0])]
+    else:
+        pairs = [w.partition(':=')[::2] for w in words]
+        bad = [w for w, (stream, topic) in zip(words, pairs)
+               if ':=' not in w or not stream or not topic or ',' in w or ':=' in topic]
+        if bad:
+            raise ValueError(f'image:={image!r}: {bad[0]!r} is not STREAM:=TOPIC ({usage})')
     out = []
     for stream, topic in pairs:
         under = f'{stream}/' if stream else ''

@@ -53,6 +53,8 @@ def launch_file(monkeypatch, tmp_path):
     for name, module in fake.items():
         monkeypatch.setitem(sys.modules, name, module)
     share = tmp_path / 'share'
+    (share / 'config').mkdir(parents=True)
+    (share / 'config' / 'demand_layering.yaml').write_text('{}')
     monkeypatch.setattr('ament_index_python.packages.get_package_share_directory',
                         lambda _pkg: str(share))
     spec = importlib.util.spec_from_file_location('launch_under_test',
@@ -136,3 +138,18 @@ def test_launch_remaps_each_streams_input(launch_file):
         ('front/image/compressed', '/cam_front/image_raw/compressed'),
         ('rear/image', '/cam_rear/image_raw/'),
         ('rear/image/compressed', '/cam_rear/image_raw/compressed')]
+
+
+@pytest.mark.parametrize('image', ['', '  ', 'front:=/a rear', '/a front:=/b', 'front:=',
+                                   'front:=/a,rear:=/b', ':=/a', '/a /b'])
+def test_a_malformed_image_argument_is_refused_saying_how_to_write_it(launch_file, image):
+    # before: a bare ValueError from unpacking, or a remap to '' the node died parsing
+    module, _share = launch_file
+    with pytest.raises(ValueError, match='STREAM:=TOPIC'):
+        run(module, image=image, dds_profile='')
+
+
+def test_a_missing_params_file_is_named(launch_file, tmp_path):
+    module, _share = launch_file
+    with pytest.raises(ValueError, match='params_file:=.*no such file'):
+        run(module, params_file=str(tmp_path / 'nope.yaml'), dds_profile='')
