@@ -39,6 +39,7 @@ def test_names_and_their_refusals():
     assert 'valid stream name' in check('streams', ['2nd'])
     assert 'more than once' in check('streams', ['front', 'front'])
     assert 'node parameter' in check('streams', ['model'])
+    assert 'node parameter' in check('streams', ['use_sim_time'])   # rclpy's own
 
 
 def test_stream_parameters_default_to_the_node_wide_ones_except_its_budget_and_store():

@@ -27,6 +27,9 @@ TRANSPORTS = ('raw', 'compressed')
 ENGINE = ('memory_budget_mb', 'execution_mode', 'resident_units')
 # torchvision's COCO list pads unused ids with these; they are not classes to filter on
 NOT_CLASSES = ('__background__', 'N/A')
+# parameters (or their prefixes) every rclpy node has: a stream of one of these names would
+# shadow them (``use_sim_time.model``)
+ROS_PARAMETERS = ('qos_overrides', 'use_sim_time', 'start_type_description_service')
 
 # name: (default, description, read_only, range (lo, hi, step) or None)
 SPEC: dict[str, tuple[Any, str, bool, tuple[float, float, float] | None]] = {
@@ -185,7 +188,7 @@ def check_stream_names(value: Sequence[str]) -> str | None:
         if not re.fullmatch(r'[A-Za-z][A-Za-z0-9_]*', n):
             return (f'streams: {n!r} is not a valid stream name (a letter, then letters, digits '
                     'or underscores)')
-        if n in SPEC or n == 'qos_overrides':
+        if n in SPEC or n in ROS_PARAMETERS:
             return f'streams: {n!r} is the name of a node parameter; choose another name'
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
