@@ -5,12 +5,56 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a positive integer')
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    """An argparse type: an integer of at least 0."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f'{text!r} is negative')
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    """An argparse type: a finite number of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a number') from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f'{text!r} is not a finite number >= 0')
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r} is not an integer') from None
+
+
+def _units(text: str) -> list[int | str]:
+    """An argparse type for --resident: comma-separated unit indices or unit names."""
+    refs: list[int | str] = []
+    for ref in (r.strip() for r in text.split(',')):
+        if ref:
+            refs.append(int(ref) if ref.lstrip('-').isdigit() else ref)
+    return refs
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -21,7 +65,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = build_model(args.model, args.weights, seed=args.seed)
     store = LayerStore.export(model, args.out, example_input(args.model, hw),
                               overwrite=args.overwrite, progress=None,
-                              slice_bytes=int(args.slice_mb * 2**20) or None)
+                              slice_bytes=int(args.slice_mb * 2**20) or None)  # 0: never
     print(json.dumps({'store': str(store.path), 'model': args.model, 'units': len(store.units),
                       'total_bytes': store.total_bytes,
                       'largest_unit_bytes': store.largest_unit_bytes}))
@@ -35,7 +79,8 @@ def _open_model(args: argparse.Namespace, store: object = None,
 
     from ..engine import DemandLayeredModel, LayerStore
     from ..perception.models import build_skeleton, example_input
-    torch.set_num_threads(args.threads)
+    if args.threads:   # 0: torch's default (OMP_NUM_THREADS or the core count), as the node
+        torch.set_num_threads(args.threads)
     store = store if store is not None else LayerStore.open(args.store)
     dl = DemandLayeredModel(build_skeleton(args.model), store, device=args.device, **config)
     hw = tuple(args.input_size) if args.input_size else None
@@ -55,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     budget = int(args.budget_mb * 2**20) if args.budget_mb else args.budget_bytes
     if args.budget_x_largest:
         budget = int(args.budget_x_largest * store.largest_unit_bytes)
-    resident = [int(i) for i in args.resident.split(',') if i] if args.resident else ()
+    resident = args.resident or ()
     dl, x = _open_model(args, store, mode=args.mode, budget_bytes=budget, resident=resident)
     pipe = _calibrated_prediction(args, dl, x) if args.profile else None
     page = os.sysconf('SC_PAGE_SIZE')
@@ -145,22 +190,31 @@ def cmd_profile(args: argparse.Namespace) -> int:
     reused = prof is not None
     if prof is None:
         prof = profile.measure(dl, x, runs=args.runs)
-        prof.save(dl.store.path)
+    saved: Path | None = prof.key.filename(dl.store.path)
+    if not reused:
+        try:
+            prof.save(dl.store.path)
+        except OSError as err:   # a read-only store location: the measurement is still shown
+            print(f'demand-layering profile: the profile could not be saved next to the store '
+                  f'({err}); printing it only', file=sys.stderr)
+            saved = None
     dl.close()
     p = prof.pipeline
-    print(json.dumps({'profile': str(prof.key.filename(dl.store.path)), 'reused': reused,
+    print(json.dumps({'profile': str(saved) if saved else None, 'reused': reused,
                       'units': len(p.nbytes), 'visits': len(p.visits),
                       'compute_ms': p.compute_total_s * 1e3, 'read_ms': sum(p.read_s) * 1e3,
-                      'read_bandwidth_bps': prof.read_bandwidth_bps}))
+                      'read_bandwidth_bps': prof.read_bandwidth_bps,
+                      **({} if saved else {'measured': prof.to_json()})}))
     return 0
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--model', required=True)
     p.add_argument('--store', required=True)
-    p.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'))
+    p.add_argument('--input-size', type=_positive_int, nargs=2, metavar=('H', 'W'))
     p.add_argument('--device', default='cpu')
-    p.add_argument('--threads', type=int, default=2)
+    p.add_argument('--threads', type=_non_negative_int, default=2,
+                   help="torch intra-op threads (0: torch's default)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,10 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument('--weights', default='none', help='none (seeded random) | DEFAULT | PATH')
     e.add_argument('--out', required=True)
     e.add_argument('--seed', type=int, default=0)
-    e.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'))
+    e.add_argument('--input-size', type=_positive_int, nargs=2, metavar=('H', 'W'))
     e.add_argument('--overwrite', action='store_true')
-    e.add_argument('--slice-mb', type=float, default=2.0, help='split Linear/Conv2d weights '
-                   'larger than this into output slices (0: never)')
+    e.add_argument('--slice-mb', type=_non_negative_float, default=2.0,
+                   help='split Linear/Conv2d weights larger than this into output slices '
+                   '(0: never)')
     e.set_defaults(func=cmd_export)
 
     r = sub.add_parser('run', help='run N inferences from a store and print latency and stats')
@@ -186,21 +241,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument('--budget-bytes', type=int)
     r.add_argument('--budget-x-largest', type=float, help='budget as a multiple of the largest '
                    'unit')
-    r.add_argument('--resident', help='comma-separated unit indices to keep resident')
-    r.add_argument('--frames', type=int, default=10)
-    r.add_argument('--warmup', type=int, default=0)
+    r.add_argument('--resident', type=_units, help='comma-separated unit indices or names to '
+                   'keep resident')
+    r.add_argument('--frames', type=_non_negative_int, default=10)
+    r.add_argument('--warmup', type=_non_negative_int, default=0)
     r.add_argument('--json', action='store_true')
     r.add_argument('--profile', help="the store's profile: read with its I/O settings and print "
                    'its prediction for the configuration')
-    r.add_argument('--calibrate', type=int, default=0, help='with --profile: first run N '
-                   'frames, taking turns at the sequential and the pipelined minimum, and '
-                   'predict from the calibrated model')
+    r.add_argument('--calibrate', type=_non_negative_int, default=0,
+                   help='with --profile: first run N frames, taking turns at the sequential '
+                   'and the pipelined minimum, and predict from the calibrated model')
     r.set_defaults(func=cmd_run)
 
     pr = sub.add_parser('profile', help='measure read and compute times of a store (JSON next '
                         'to it)')
     _model_args(pr)
-    pr.add_argument('--runs', type=int, default=3)
+    pr.add_argument('--runs', type=_positive_int, default=3)
     pr.add_argument('--force', action='store_true', help='measure even if a valid one exists')
     pr.set_defaults(func=cmd_profile)
 
@@ -231,11 +287,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # noqa: BLE001 - one readable line for people, not a traceback
         from ..engine import EngineError
         from ..perception import PerceptionError
-        if isinstance(err, (EngineError, PerceptionError, FileNotFoundError, FileExistsError,
-                            ValueError)):
+        if isinstance(err, (EngineError, PerceptionError, OSError, ValueError)):
             print(f'demand-layering {args.command}: {err}', file=sys.stderr)
             return 2
-        raise
+        if os.environ.get('DEMAND_LAYERING_DEBUG'):
+            raise
+        print(f'demand-layering {args.command}: unexpected {type(err).__name__}: '
+              f'{_first_line(err)} (set DEMAND_LAYERING_DEBUG=1 for the traceback)',
+              file=sys.stderr)
+        return 1
+
+
+def _first_line(err: BaseException) -> str:
+    """The first non-empty line of an exception's message (torch's run to many lines)."""
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), '')
 
 
 if __name__ == '__main__':

@@ -162,6 +162,8 @@ def export_store(model: torch.nn.Module, path: str | os.PathLike[str],
     ``slice_bytes`` splits large Linear / Conv2d weights into output slices of about that size.
     """
     path = Path(path)
+    if path.is_dir():
+        raise StoreError(f'{path} is a directory; give the store file to write')
     if path.exists() and not overwrite:
         raise StoreExistsError(f'{path} exists; pass overwrite=True (--overwrite) to replace it')
     model = model.eval()
@@ -252,7 +254,10 @@ def export_store(model: torch.nn.Module, path: str | os.PathLike[str],
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass   # e.g. a read-only directory: the error that matters is the one raised
         raise
     evict(path)  # what was just written is not a cached copy the executor should count on
     return path

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -115,6 +115,8 @@ def build_model(name: str, weights: str = 'none', seed: int = 0) -> nn.Module:
     path = Path(weights)
     if not path.is_file():
         raise ModelError(f'weights {weights!r}: not none, DEFAULT, or an existing file')
+    if path.stat().st_size == 0:
+        raise ModelError(f'weights {path}: cannot be read (empty file)')
     try:
         if path.suffix == '.safetensors':
             from safetensors.torch import load_file
@@ -122,7 +124,11 @@ def build_model(name: str, weights: str = 'none', seed: int = 0) -> nn.Module:
         else:
             state = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as err:  # noqa: BLE001 - any loader failure is a bad weights file
-        raise ModelError(f'weights {path}: cannot be read ({err})') from err
+        reason = str(err).strip() or type(err).__name__
+        raise ModelError(f'weights {path}: cannot be read ({reason})') from err
+    if not isinstance(state, Mapping):
+        raise ModelError(f'weights {path}: holds no state dict (a {type(state).__name__}); '
+                         'save model.state_dict()')
     model = _build(s)
     try:
         model.load_state_dict(state)
