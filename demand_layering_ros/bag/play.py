@@ -10,7 +10,9 @@ follows the bag's time (scaled by ``rate``) for nodes running with use_sim_time.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
+import signal
 import sys
 import threading
 import time
@@ -19,6 +21,7 @@ from typing import Iterable
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rosbags.rosbag2 import Reader
+from rosbags.rosbag2.errors import ReaderError
 
 from .types import message_class
 
@@ -36,15 +39,60 @@ class Playback:
     loops: int = 0
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (rclpy's and yaml's run over several)."""
+    lines = str(err).strip().splitlines()
+    return lines[0].rstrip(':') if lines else type(err).__name__
+
+
+def topic_name(name: str, what: str) -> str:
+    """``name`` made absolute (a leading slash) and validated; ValueError naming ``what``."""
+    from rclpy.exceptions import InvalidTopicNameException
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+    if not name.strip('/'):
+        raise ValueError(f'{what} is empty: a topic name is needed')
+    full = '/' + name.lstrip('/')
+    try:
+        validate_full_topic_name(full)
+    except InvalidTopicNameException as err:
+        raise ValueError(f'{what} {name!r} is not a valid topic name: '
+                         f'{first_line(err).removeprefix("Invalid topic name: ")}') from None
+    return full
+
+
 def parse_remaps(remaps: Iterable[str]) -> dict[str, str]:
-    """'FROM:=TO' pairs (leading slashes added); ValueError on anything else."""
+    """'FROM:=TO' pairs of valid topic names (leading slashes added), else ValueError."""
     out = {}
     for r in remaps:
         if ':=' not in r:
             raise ValueError(f'remap {r!r}: expected FROM:=TO')
         a, b = r.split(':=', 1)
-        out['/' + a.lstrip('/')] = '/' + b.lstrip('/')
+        out[topic_name(a, f'remap {r!r}: FROM')] = topic_name(b, f'remap {r!r}: TO')
     return out
+
+
+def open_bag(bag: Path) -> Reader:
+    """An open reader of ``bag``; ValueError in one line if it is missing, not a bag or damaged."""
+    if not bag.exists():
+        raise FileNotFoundError(f'bag {bag} does not exist')
+    try:
+        reader = Reader(bag)
+        reader.open()
+    except FileNotFoundError:
+        raise ValueError(f'{bag} is not a rosbag2 bag: no metadata.yaml (a recording killed '
+                         'before it closed leaves one only in its .partial folder)') from None
+    except (ReaderError, OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f'cannot read bag {bag}: {first_line(err)}') from None
+    return reader
+
+
+def check_rate_and_offset(rate: float, start_offset: float) -> None:
+    """Raise ValueError unless ``rate`` is positive and finite, ``start_offset`` 0 or more."""
+    if not (math.isfinite(rate) and rate > 0):
+        raise ValueError(f'rate {rate}: must be a positive finite number (1 plays at the '
+                         'recorded speed, 0.5 at half)')
+    if not (math.isfinite(start_offset) and start_offset >= 0):
+        raise ValueError(f'start offset {start_offset}: must be 0 or more seconds into the bag')
 
 
 def publisher_qos(connection: object) -> QoSProfile:
@@ -65,8 +113,7 @@ class Player:
                  clock: bool = False, topics: Iterable[str] | None = None,
                  remap: dict[str, str] | None = None, start_offset: float = 0.0,
                  progress: bool = True, wait_for_subscribers: float = 3.0) -> None:
-        if rate <= 0:
-            raise ValueError(f'rate {rate}: must be positive')
+        check_rate_and_offset(rate, start_offset)
         self.node, self.bag, self.rate, self.loop = node, Path(bag), rate, loop
         self.start_offset = start_offset
         self.progress = progress
@@ -75,12 +122,12 @@ class Player:
         self.result = Playback()
         wanted = {'/' + t.lstrip('/') for t in topics} if topics else None
         remap = remap or {}
-        self._reader = Reader(self.bag)
-        self._reader.open()
-        self._conns = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
-        if wanted and not self._conns:
-            raise ValueError(f'none of {sorted(wanted)} is in {self.bag} '
-                             f'({sorted({c.topic for c in self._reader.connections})})')
+        self._reader = open_bag(self.bag)
+        try:
+            self._select(wanted)
+        except ValueError:
+            self._reader.close()
+            raise
         self._pubs = {}
         for c in self._conns:
             name = remap.get(c.topic, c.topic)
@@ -97,6 +144,28 @@ class Player:
         self._clock_lock = threading.Lock()
         self._clock_last = 0
 
+    def _select(self, wanted: set[str] | None) -> None:
+        """The connections to play; ValueError if a pass would publish nothing."""
+        self._conns = [c for c in self._reader.connections if wanted is None or c.topic in wanted]
+        if wanted and not self._conns:
+            raise ValueError(f'none of {sorted(wanted)} is in {self.bag} '
+                             f'({sorted({c.topic for c in self._reader.connections})})')
+        if self.message_count == 0:
+            raise ValueError(f'nothing to play: {self.bag} has no messages'
+                             + (f' on {sorted(wanted)}' if wanted else ''))
+        if self._start_ns() >= self._reader.end_time:
+            raise ValueError(f'nothing to play: start offset {self.start_offset} s is past the '
+                             f'end of {self.bag}, {self._span()}')
+
+    def _start_ns(self) -> int:
+        return self._reader.start_time + int(self.start_offset * 1e9)
+
+    def _span(self) -> str:
+        """The bag's duration, in words."""
+        # rosbags' end_time is one past the last message
+        span = (self._reader.end_time - 1 - self._reader.start_time) / 1e9
+        return f'whose messages span {span:.3f} s'
+
     @property
     def message_count(self) -> int:
         """Messages per pass over the selected topics."""
@@ -109,23 +178,33 @@ class Player:
                 p.get_subscription_count() == 0 for p in self._pubs.values()):
             time.sleep(0.05)  # messages published before discovery would be lost
         if self.wait_for_subscribers > 0:
-            time.sleep(MATCH_GRACE_S)  # the writer sees the reader before the reader sees it
+            self.stop.wait(MATCH_GRACE_S)  # the writer sees the reader before the reader sees it
         clock_thread = None
         if self._clock_pub is not None:
             clock_thread = threading.Thread(target=self._clock_loop, daemon=True)
             clock_thread.start()
         try:
             while not self.stop.is_set():
-                self._play_once()
+                try:
+                    published = self._play_once()
+                except ReaderError as err:
+                    raise ValueError(f'cannot read bag {self.bag}: {first_line(err)}') from None
+                if self.stop.is_set():
+                    break
+                if not published:  # a loop would spin over nothing
+                    raise ValueError(f'nothing to play: no message on the selected topics from '
+                                     f'{self.start_offset} s into {self.bag}, {self._span()}')
                 self.result.loops += 1
                 if not self.loop:
                     break
         finally:
+            stopped = self.stop.is_set()
             self.stop.set()
             if clock_thread is not None:
                 clock_thread.join(timeout=1)
             self._reader.close()
-            self.flush()
+            # stopped (a signal): leave promptly, whatever a slow subscriber has not taken yet
+            self.flush(1.0 if stopped else 10.0)
         return self.result
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -134,8 +213,9 @@ class Player:
         return all(p.wait_for_all_acked(Duration(seconds=timeout_s))
                    for p in self._pubs.values())
 
-    def _play_once(self) -> None:
-        start_ns = self._reader.start_time + int(self.start_offset * 1e9)
+    def _play_once(self) -> int:
+        """One pass; the number of messages published."""
+        start_ns = self._start_ns()
         wall0 = time.monotonic()
         with self._clock_lock:
             # a new pass (loop) starts the clock again, like ros2 bag play; the clock thread
@@ -155,7 +235,7 @@ class Player:
                     break
                 time.sleep(min(wait, 0.05))
             if self.stop.is_set():
-                return
+                return done
             with self._clock_lock:
                 self._bag_now = ts
                 self._publish_clock_locked(ts)
@@ -168,6 +248,7 @@ class Player:
                 print(f'[play] {done}/{total} messages, bag time '
                       f'{(ts - self._reader.start_time) / 1e9:.1f} s', file=sys.stderr,
                       flush=True)
+        return done
 
     def _publish_clock_locked(self, ns: int) -> None:
         """Publish /clock at ``ns`` unless that steps back (two threads publish it)."""
@@ -191,14 +272,36 @@ class Player:
 
 
 def play(bag: Path, **kwargs: object) -> Playback:
-    """Play a bag from a node of its own until done (Ctrl-C stops it).
+    """Play a bag from a node of its own until done, or until SIGINT or SIGTERM stops it.
 
     Publishing needs no executor: discovery and delivery run in the middleware's threads.
     """
     import rclpy
-    rclpy.init()
-    node = Node('demand_layering_player')
+    check_rate_and_offset(float(kwargs.get('rate', 1.0)),  # type: ignore[arg-type]
+                          float(kwargs.get('start_offset', 0.0)))  # type: ignore[arg-type]
+    # Our own signal handling: rclpy's would invalidate the context at once, and the
+    # publishers' flush would then fail with a traceback (as in the node's main).
     try:
+        from rclpy.signals import SignalHandlerOptions
+        # args=[]: this command's own arguments (--remap A:=B) are no ROS arguments
+        rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    except ImportError:  # older rclpy without the option: keep its handlers
+        rclpy.init(args=[])
+    player: Player | None = None
+    signalled = threading.Event()
+
+    def stop(_signum: int, _frame: object) -> None:
+        signalled.set()
+        if player is None:
+            raise KeyboardInterrupt
+        player.stop.set()  # the pass and the waits check it every 50 ms
+
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    node = None
+    try:
+        node = Node('demand_layering_player')
         player = Player(node, bag, **kwargs)  # type: ignore[arg-type]
         try:
             return player.run()
@@ -206,8 +309,13 @@ def play(bag: Path, **kwargs: object) -> Playback:
             player.stop.set()
             return player.result
     finally:
-        # a subscriber's middleware may drop samples it acknowledged but its application has not
-        # taken yet when their writer disappears (a busy subscriber takes them late)
-        time.sleep(LINGER_S)
-        node.destroy_node()
+        if player is not None and not signalled.is_set() and any(
+                player.result.published.values()):
+            # a subscriber's middleware may drop samples it acknowledged but its application
+            # has not taken yet when their writer disappears (a busy subscriber takes them late)
+            time.sleep(LINGER_S)
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)

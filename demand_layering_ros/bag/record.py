@@ -10,8 +10,10 @@ a killed one leaves only the ``.partial`` folder.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
 import shutil
+import signal
 import threading
 import time
 from typing import Any
@@ -22,6 +24,7 @@ from rosbags.interfaces import (Qos, QosDurability, QosHistory, QosLiveliness, Q
                                 QosTime)
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from .play import topic_name
 from .types import message_class, typestore
 from .version import check_version, default_version
 
@@ -40,6 +43,16 @@ def publish_bag(root: Path, out: Path) -> None:
     """Move a closed bag from its staging folder to ``out``."""
     (root / out.name).rename(out)
     root.rmdir()
+
+
+def check_limits(duration: float | None, max_messages: int | None) -> None:
+    """Raise ValueError unless each limit given is positive (no limit: None, not 0)."""
+    if duration is not None and not (math.isfinite(duration) and duration > 0):
+        raise ValueError(f'duration {duration}: must be a positive number of seconds (leave it '
+                         'out to record until Ctrl-C)')
+    if max_messages is not None and max_messages <= 0:
+        raise ValueError(f'max messages {max_messages}: must be 1 or more (leave it out for no '
+                         'limit)')
 
 
 @dataclass
@@ -86,12 +99,13 @@ class Recorder:
                  max_messages: int | None = None, version: int | None = None) -> None:
         if storage not in STORAGE:
             raise ValueError(f'storage {storage!r}: one of {", ".join(STORAGE)}')
+        check_limits(None, max_messages)
+        self.topics = [topic_name(t, 'topic') for t in topics]
         self.node = node
         self.out = Path(out)
         if self.out.exists():
             raise FileExistsError(f'{self.out} exists')
         self._staging, self.partial = staging(self.out)
-        self.topics = [t if t.startswith('/') else '/' + t for t in topics]
         self.max_messages = max_messages
         self.recording = Recording(self.out, {t: 0 for t in self.topics})
         self.done = threading.Event()
@@ -146,17 +160,36 @@ class Recorder:
 def record(topics: list[str], out: Path, *, storage: str = 'mcap', duration: float | None = None,
            max_messages: int | None = None, node_name: str = 'demand_layering_recorder',
            version: int | None = None) -> Recording:
-    """Record until Ctrl-C, ``duration`` seconds or ``max_messages`` messages."""
+    """Record until SIGINT (Ctrl-C) or SIGTERM, ``duration`` seconds or ``max_messages`` messages.
+
+    A limit must be positive; None is no limit.
+    """
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
-    rclpy.init()
+    check_limits(duration, max_messages)
+    for t in topics:  # refused before anything starts
+        topic_name(t, 'topic')
+    # Our own signal handling, as in ``play``: both signals close the bag (`kill` too).
+    try:
+        from rclpy.signals import SignalHandlerOptions
+        # args=[]: this command's own arguments are no ROS arguments
+        rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+    except ImportError:  # older rclpy without the option: keep its handlers
+        rclpy.init(args=[])
     node = Node(node_name)
-    rec = Recorder(node, topics, out, storage, max_messages, version)
-    import signal
-    signal.signal(signal.SIGTERM, lambda *_: rec.done.set())  # `kill` also closes the bag
+    try:
+        rec = Recorder(node, topics, out, storage, max_messages, version)
+    except BaseException:
+        node.destroy_node()
+        rclpy.try_shutdown()
+        raise
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        handlers = {s: signal.signal(s, lambda *_: rec.done.set())
+                    for s in (signal.SIGINT, signal.SIGTERM)}
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    end = time.monotonic() + duration if duration else None
+    end = time.monotonic() + duration if duration is not None else None
     try:
         while not rec.done.is_set() and (end is None or time.monotonic() < end):
             executor.spin_once(timeout_sec=0.1)
@@ -164,6 +197,9 @@ def record(topics: list[str], out: Path, *, storage: str = 'mcap', duration: flo
         pass
     finally:
         result = rec.close()
+        executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
     return result

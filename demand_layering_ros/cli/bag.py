@@ -22,19 +22,23 @@ def add_parser(sub: Any) -> None:
     r.add_argument('topics', nargs='+')
     r.add_argument('-o', '--output', required=True, type=Path)
     r.add_argument('--storage', choices=['mcap', 'sqlite3'], default='mcap')
-    r.add_argument('--duration', type=float, help='stop after this many seconds')
-    r.add_argument('--max-messages', type=int, help='stop after this many messages')
+    r.add_argument('--duration', type=float,
+                   help='stop after this many seconds (> 0; leave out for no limit)')
+    r.add_argument('--max-messages', type=int,
+                   help='stop after this many messages (>= 1; leave out for no limit)')
     _version_arg(r)
     r.set_defaults(func=cmd_record)
 
     p = cmds.add_parser('play', help="publish a bag's messages with their timing")
     p.add_argument('bag', type=Path)
-    p.add_argument('--rate', type=float, default=1.0)
+    p.add_argument('--rate', type=float, default=1.0,
+                   help='speed factor, positive (0.5: half the recorded speed)')
     p.add_argument('--loop', action='store_true')
     p.add_argument('--clock', action='store_true', help='publish /clock (for use_sim_time)')
     p.add_argument('--topics', nargs='+')
     p.add_argument('--remap', nargs='+', default=[], metavar='FROM:=TO')
-    p.add_argument('--start-offset', type=float, default=0.0, help='seconds into the bag')
+    p.add_argument('--start-offset', type=float, default=0.0,
+                   help='seconds into the bag (0 or more, before its end)')
     p.add_argument('--wait-for-subscribers', type=float, default=3.0, metavar='SECONDS',
                    help='wait up to this long for every topic to have a subscriber')
     p.set_defaults(func=cmd_play)
@@ -56,7 +60,7 @@ def _version_arg(p: argparse.ArgumentParser) -> None:
 
 
 def cmd_record(args: argparse.Namespace) -> int:
-    """Record until Ctrl-C, --duration or --max-messages."""
+    """Record until Ctrl-C or SIGTERM, --duration or --max-messages."""
     from ..bag.record import record
     rec = record(args.topics, args.output, storage=args.storage, duration=args.duration,
                  max_messages=args.max_messages, version=args.bag_version)
