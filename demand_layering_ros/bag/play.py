@@ -153,11 +153,12 @@ class Player:
         if self.message_count == 0:
             raise ValueError(f'nothing to play: {self.bag} has no messages'
                              + (f' on {sorted(wanted)}' if wanted else ''))
-        if self._start_ns() >= self._reader.end_time:
+        if self._first_ns() >= self._reader.end_time:
             raise ValueError(f'nothing to play: start offset {self.start_offset} s is past the '
                              f'end of {self.bag}, {self._span()}')
 
-    def _start_ns(self) -> int:
+    def _first_ns(self) -> int:
+        """The bag time a pass starts at (its start, plus the offset)."""
         return self._reader.start_time + int(self.start_offset * 1e9)
 
     def _span(self) -> str:
@@ -215,7 +216,7 @@ class Player:
 
     def _play_once(self) -> int:
         """One pass; the number of messages published."""
-        start_ns = self._start_ns()
+        start_ns = self._first_ns()
         wall0 = time.monotonic()
         with self._clock_lock:
             # a new pass (loop) starts the clock again, like ros2 bag play; the clock thread
