@@ -51,6 +51,12 @@ MiB = 2 ** 20
 WARN_EVERY_S = 5.0  # a bad stream must not flood the log: each kind of warning this often
 
 
+def as_type(p: Parameter, expected: int, default: Any) -> Parameter:
+    """``p`` with its value as the type ``expected`` where it means one (``params.loosely``)."""
+    value = loosely(expected, p.type_.value, p.value, default)
+    return p if value is p.value else Parameter(p.name, value=value)
+
+
 class DemandLayeringNode(LifecycleNode):
     """Object detection through the demand-layered executor."""
 
@@ -128,9 +134,7 @@ class DemandLayeringNode(LifecycleNode):
         given = self._parameter_overrides.get(name)
         if given is not None:
             expected = desc.type or Parameter.Type.from_parameter_value(default).value
-            value = loosely(expected, given.type_.value, given.value, default)
-            if value is not given.value:
-                self._parameter_overrides[name] = Parameter(name, value=value)
+            self._parameter_overrides[name] = as_type(given, expected, default)
         try:
             self.declare_parameter(name, default, desc)
             return None
@@ -145,15 +149,9 @@ class DemandLayeringNode(LifecycleNode):
 
         An empty list is left as it is: ``ros2 param delete`` sends one, and is refused.
         """
-        out = []
-        for p in params:
-            if self.has_parameter(p.name) and p.type_ != Parameter.Type.NOT_SET:
-                value = loosely(self.describe_parameter(p.name).type, p.type_.value, p.value,
-                                None)
-                if value is not p.value:
-                    p = Parameter(p.name, value=value)
-            out.append(p)
-        return out
+        return [as_type(p, self.describe_parameter(p.name).type, None)
+                if self.has_parameter(p.name) and p.type_ != Parameter.Type.NOT_SET else p
+                for p in params]
 
     @staticmethod
     def _classes(model: str) -> list[str]:
